@@ -1,0 +1,117 @@
+//! A private redis-server on a free loopback port, with an admin connection that reads
+//! exact counters (`INFO stats total_connections_received`, `INFO clients`).
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{free_port, loopback, ChildGuard, READY};
+
+pub struct RedisServer {
+    // Field order matters: the admin connection closes before the server is killed.
+    admin: Mutex<::redis::Connection>,
+    _guard: ChildGuard,
+    pub dir: TempDir,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("snigate-redis-")
+            .tempdir()
+            .unwrap();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log = File::create(dir.path().join("redis.log")).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(["--daemonize", "no", "--loglevel", "warning"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn redis-server (is it installed?)");
+            let mut guard = ChildGuard::new(child, libc::SIGKILL);
+            if let Some(admin) = wait_ready(&mut guard, port) {
+                return RedisServer {
+                    admin: Mutex::new(admin),
+                    _guard: guard,
+                    dir,
+                    port,
+                };
+            }
+        }
+        let log = std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
+        panic!("redis-server did not start after 5 ports; last log:\n{log}");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        loopback(self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A new direct (untunnelled) connection; counts in total_connections_received.
+    pub fn direct(&self) -> ::redis::Connection {
+        connect(self.port).expect("direct redis connection")
+    }
+
+    fn info_field(&self, section: &str, field: &str) -> u64 {
+        let mut admin = self.admin.lock().unwrap();
+        let info: String = ::redis::cmd("INFO")
+            .arg(section)
+            .query(&mut *admin)
+            .expect("INFO");
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}:\n{info}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Connections ever accepted by redis-server. Read over one long-lived admin
+    /// connection, so reading it does not change it.
+    pub fn total_connections(&self) -> u64 {
+        self.info_field("stats", "total_connections_received")
+    }
+
+    pub fn blocked_clients(&self) -> u64 {
+        self.info_field("clients", "blocked_clients")
+    }
+}
+
+fn connect(port: u16) -> ::redis::RedisResult<::redis::Connection> {
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
+    con.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(con)
+}
+
+/// Wait until the server answers PING; `None` if it exited (e.g. the port was taken).
+fn wait_ready(guard: &mut ChildGuard, port: u16) -> Option<::redis::Connection> {
+    let deadline = Instant::now() + READY;
+    while Instant::now() < deadline {
+        if guard.exited().is_some() {
+            return None;
+        }
+        if let Ok(mut con) = connect(port) {
+            if ::redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                return Some(con);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {port} not ready within {READY:?}");
+}
