@@ -1,0 +1,116 @@
+//! Pieces shared by the gateway and sidecar schemas: protocols, timeouts, addresses and names.
+
+use std::fmt;
+use std::time::Duration;
+
+use rustls_pki_types::{DnsName, ServerName};
+use serde::Deserialize;
+
+/// The application protocol behind a route or tunnel; it decides the pre-TLS preamble handling
+/// and the shape of the error a client sees when the far side is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Redis,
+    Postgres,
+    Tcp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Redis => "redis",
+            Protocol::Postgres => "postgres",
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+/// Deadlines on each phase that a slow or silent peer could otherwise hold open forever.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// The whole TLS handshake, including a PostgreSQL SSLRequest preamble.
+    #[serde(default = "Timeouts::default_handshake", with = "humantime_serde")]
+    pub handshake: Duration,
+    /// The TCP connect to the backend (gateway) or to the gateway (sidecar).
+    #[serde(default = "Timeouts::default_connect", with = "humantime_serde")]
+    pub connect: Duration,
+}
+
+impl Timeouts {
+    fn default_handshake() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn default_connect() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Self::default_handshake(),
+            connect: Self::default_connect(),
+        }
+    }
+}
+
+/// A `host:port` that is resolved when a connection is made, so that Kubernetes Service names
+/// follow their current address instead of the one seen at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl TryFrom<String> for HostPort {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not host:port (write e.g. redis.svc:6379 or [::1]:6379)");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Checks that `name` is a DNS name fit for SNI and returns it lower-cased.
+///
+/// IP literals are refused because a ClientHello never carries one as SNI, so the OpenShift
+/// router (and the gateway) could not route on it.
+pub fn sni_name(name: &str) -> Result<String, String> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "`{name}` is an IP address; SNI carries DNS names only: use the Route host name"
+        ));
+    }
+    match ServerName::try_from(name) {
+        Ok(ServerName::DnsName(dns)) if !name.contains('*') => Ok(normalise(&dns)),
+        _ => Err(format!(
+            "`{name}` is not a valid DNS name (letters, digits, '-' and '.' only; no wildcards)"
+        )),
+    }
+}
+
+fn normalise(dns: &DnsName<'_>) -> String {
+    dns.as_ref().trim_end_matches('.').to_ascii_lowercase()
+}

@@ -1,0 +1,104 @@
+//! The gateway's configuration file: schema and the checks serde cannot express.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::common::{sni_name, HostPort, Protocol, Timeouts};
+use super::Invalid;
+use crate::tls::identity::AllowRule;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub tls: GatewayTls,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, every route requires a client certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub server_names: Vec<String>,
+    pub protocol: Protocol,
+    pub backend: HostPort,
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+}
+
+impl GatewayConfig {
+    /// Normalises server names in place and rejects what would make routing ambiguous.
+    pub(super) fn validate(&mut self) -> Result<(), Invalid> {
+        if self.routes.is_empty() {
+            return Err(Invalid::new(
+                "routes",
+                "no routes are configured",
+                "add at least one route with name, server_names, protocol and backend",
+            ));
+        }
+        let mut route_names = HashMap::new();
+        let mut owners: HashMap<String, String> = HashMap::new();
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            if let Some(j) = route_names.insert(route.name.clone(), i) {
+                return Err(Invalid::new(
+                    format!("routes[{i}].name"),
+                    format!("route name `{}` is also used by routes[{j}]", route.name),
+                    "give every route a distinct name",
+                ));
+            }
+            route.validate(i, self.tls.client_ca.is_some(), &mut owners)?;
+        }
+        Ok(())
+    }
+}
+
+impl RouteConfig {
+    fn validate(
+        &mut self,
+        i: usize,
+        has_client_ca: bool,
+        owners: &mut HashMap<String, String>,
+    ) -> Result<(), Invalid> {
+        if self.server_names.is_empty() {
+            return Err(Invalid::new(
+                format!("routes[{i}].server_names"),
+                "the list is empty, so no client could reach this route",
+                "list the SNI names (the Route hosts) that select this route",
+            ));
+        }
+        for (k, name) in self.server_names.iter_mut().enumerate() {
+            let key = format!("routes[{i}].server_names[{k}]");
+            *name = sni_name(name)
+                .map_err(|e| Invalid::new(&key, e, "use the DNS name clients send as SNI"))?;
+            if let Some(other) = owners.insert(name.clone(), self.name.clone()) {
+                return Err(Invalid::new(
+                    key,
+                    format!("`{name}` is already served by route `{other}`"),
+                    "a server name may select one route only: remove one of them",
+                ));
+            }
+        }
+        if !self.allow.is_empty() && !has_client_ca {
+            return Err(Invalid::new(
+                format!("routes[{i}].allow"),
+                "an allow list needs client certificates, but tls.client_ca is not set",
+                "set tls.client_ca to the CA that issues client certificates",
+            ));
+        }
+        Ok(())
+    }
+}

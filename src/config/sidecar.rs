@@ -1,0 +1,111 @@
+//! The sidecar's configuration file: schema and the checks serde cannot express.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::common::{sni_name, HostPort, Protocol, Timeouts};
+use super::Invalid;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    pub tls: SidecarTls,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    pub tunnels: Vec<TunnelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarTls {
+    /// The only trust root for the gateway's certificate: a private CA, never the system store.
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    pub connect: HostPort,
+    /// Defaults to the host part of `connect`; filled in by validation.
+    #[serde(default)]
+    pub server_name: String,
+    /// The plaintext side is meant for the worker in the same pod only.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+}
+
+impl SidecarConfig {
+    pub(super) fn validate(&mut self) -> Result<(), Invalid> {
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(Invalid::new(
+                "tls.cert",
+                "tls.cert and tls.key must be given together",
+                "set both (a client certificate and its key) or neither",
+            ));
+        }
+        if self.tunnels.is_empty() {
+            return Err(Invalid::new(
+                "tunnels",
+                "no tunnels are configured",
+                "add at least one tunnel with name, listen, protocol and connect",
+            ));
+        }
+        let mut names = HashMap::new();
+        let mut listens = HashMap::new();
+        for (i, tunnel) in self.tunnels.iter_mut().enumerate() {
+            if let Some(j) = names.insert(tunnel.name.clone(), i) {
+                return Err(Invalid::new(
+                    format!("tunnels[{i}].name"),
+                    format!("tunnel name `{}` is also used by tunnels[{j}]", tunnel.name),
+                    "give every tunnel a distinct name",
+                ));
+            }
+            if let Some(j) = listens.insert(tunnel.listen, i) {
+                return Err(Invalid::new(
+                    format!("tunnels[{i}].listen"),
+                    format!(
+                        "{} is also the listen address of tunnels[{j}]",
+                        tunnel.listen
+                    ),
+                    "give every tunnel its own port",
+                ));
+            }
+            tunnel.validate(i)?;
+        }
+        Ok(())
+    }
+}
+
+impl TunnelConfig {
+    fn validate(&mut self, i: usize) -> Result<(), Invalid> {
+        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(Invalid::new(
+                format!("tunnels[{i}].listen"),
+                format!(
+                    "{} is not a loopback address: the plaintext side would be reachable by others",
+                    self.listen
+                ),
+                "listen on 127.0.0.1 or [::1], or set allow_non_loopback: true if you mean it",
+            ));
+        }
+        let (key, name) = if self.server_name.is_empty() {
+            (format!("tunnels[{i}].connect"), self.connect.host.clone())
+        } else {
+            (
+                format!("tunnels[{i}].server_name"),
+                self.server_name.clone(),
+            )
+        };
+        self.server_name = sni_name(&name)
+            .map_err(|e| Invalid::new(key, e, "set server_name to the gateway route's DNS name"))?;
+        Ok(())
+    }
+}

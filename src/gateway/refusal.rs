@@ -1,0 +1,72 @@
+//! Every way a gateway connection can end before (or instead of) relaying.
+
+use std::io;
+use std::time::Duration;
+
+use crate::config::HostPort;
+use crate::error::{Classified, Side};
+use crate::protocol::postgres::PacketError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("client closed before sending anything")]
+    Silent,
+    #[error("not TLS: the first byte is {0:#04x}")]
+    NotTls(u8),
+    #[error("bytes were pipelined after the SSLRequest (CVE-2021-23222)")]
+    Pipelined,
+    #[error("plaintext PostgreSQL {0}: TLS is required")]
+    Plaintext(&'static str),
+    #[error("malformed PostgreSQL preamble: {0}")]
+    Preamble(#[from] PacketError),
+    #[error("no SNI in the ClientHello")]
+    NoSni,
+    #[error("no route for SNI \"{0}\"")]
+    UnknownSni(String),
+    #[error("SSLRequest client asked for route {0}, which is not a postgres route")]
+    NotPostgres(String),
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    #[error("client identity {0} is not in the route's allow list")]
+    NotAllowed(String),
+    #[error("backend {addr} unreachable: {source}")]
+    Backend { addr: HostPort, source: io::Error },
+}
+
+impl Classified for Refusal {
+    fn side(&self) -> Side {
+        match self {
+            Refusal::Backend { .. } => Side::Backend,
+            _ => Side::Client,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Silent => "silent",
+            Refusal::NotTls(_) => "not_tls",
+            Refusal::Pipelined => "pipelined_after_sslrequest",
+            Refusal::Plaintext(_) => "plaintext_postgres",
+            Refusal::Preamble(_) => "bad_preamble",
+            Refusal::NoSni => "no_sni",
+            Refusal::UnknownSni(_) => "unknown_sni",
+            Refusal::NotPostgres(_) => "sslrequest_not_postgres",
+            Refusal::HandshakeTimeout(_) => "handshake_timeout",
+            Refusal::Handshake(_) => "handshake_failed",
+            Refusal::NotAllowed(_) => "identity_not_allowed",
+            Refusal::Backend { .. } => "backend_unreachable",
+        }
+    }
+}
+
+impl Refusal {
+    /// What the client itself is told, after `snigate: <route>: `.
+    pub fn client_message(&self) -> String {
+        match self {
+            Refusal::NotAllowed(_) => "client identity not allowed".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! snigate: a TLS/SNI gateway and sidecar that carry Redis, PostgreSQL and other TCP services
+//! through one OpenShift passthrough Route.
+//!
+//! The **gateway** terminates TLS, picks a route by the SNI of the current handshake, checks
+//! the client certificate against the route's allow list and relays to the in-cluster backend.
+//! The **sidecar** listens in plaintext on loopback beside the worker and opens TLS with SNI to
+//! the gateway. See `DESIGN.md` in the shared folder and the README.
+//!
+//! # Layout
+//! - `config` — YAML schema, loading and validation (file, key and fix in every error).
+//! - `tls` — PEM loading, server configs per route, the sidecar's client config, identities.
+//! - `routing` — SNI name → route table; pure.
+//! - `listener` — accept loops with backoff and connection ids.
+//! - `dial` — outbound TCP with a deadline.
+//! - `gateway` — the gateway's per-connection steps: preamble, TLS, authorize, connect, relay.
+//! - `sidecar` — the sidecar's per-connection steps: preamble, TLS to the gateway, relay.
+//! - `relay` — bidirectional copy with half-close, byte counts and who closed.
+//! - `protocol` — PostgreSQL preambles and each protocol's native error reply.
+//! - `closing` — the one log line each connection leaves.
+//! - `error` — the side (client, backend, local) every error is classified by.
+//! - `shutdown` — signals and drain.
+//! - `certs` — the development PKI behind `snigate certs`.
+
+pub mod certs;
+pub mod closing;
+pub mod config;
+pub mod dial;
+pub mod error;
+pub mod gateway;
+pub mod listener;
+pub mod protocol;
+pub mod relay;
+pub mod routing;
+pub mod shutdown;
+pub mod sidecar;
+pub mod tls;

@@ -1,0 +1,58 @@
+//! Accept loops: bind, accept with backoff when the process runs out of resources, hand each
+//! connection to its task, stop when asked.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// An accepted connection with the id its logs carry.
+pub struct Accepted {
+    pub id: u64,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+}
+
+/// Longest pause after repeated accept failures (EMFILE and friends): long enough not to spin,
+/// short enough to pick up again soon after descriptors are freed.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    handle: H,
+) where
+    H: Fn(Accepted) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                // As in dial(): small request/reply exchanges must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                tracker.spawn(handle(Accepted { id, stream, peer }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pause = ?backoff, "accept failed; pausing");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

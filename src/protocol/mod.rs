@@ -1,0 +1,27 @@
+//! Protocol knowledge snigate needs: PostgreSQL preambles and each protocol's native error.
+
+pub mod postgres;
+pub mod redis;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::config::Protocol;
+
+/// Tells a client why it will not be served, in its own protocol, then closes. `first` is the
+/// PostgreSQL startup packet when the caller has already read it. A plain `tcp` route has no
+/// error message format, so it is simply closed.
+pub async fn refuse<S>(
+    protocol: Protocol,
+    stream: &mut S,
+    first: Option<postgres::Packet>,
+    message: &str,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match protocol {
+        Protocol::Redis => redis::refuse(stream, message).await,
+        Protocol::Postgres => postgres::refuse(stream, first, message).await,
+        Protocol::Tcp => stream.shutdown().await,
+    }
+}

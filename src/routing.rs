@@ -1,0 +1,113 @@
+//! The gateway's route table: SNI name → route. Pure data, no I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+
+use crate::config::{HostPort, Protocol, RouteConfig};
+use crate::tls::identity::AllowRule;
+
+/// Everything the gateway needs to serve one route.
+pub struct Route {
+    pub name: String,
+    pub protocol: Protocol,
+    pub backend: HostPort,
+    pub allow: Vec<AllowRule>,
+    pub tls: Arc<ServerConfig>,
+}
+
+/// Why a ClientHello matched no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    NoSni,
+    Unknown(String),
+}
+
+#[derive(Default)]
+pub struct RouteTable {
+    by_name: HashMap<String, Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds the table from validated route configs (names already normalised and unique).
+    pub fn new(
+        routes: &[RouteConfig],
+        tls_for: impl Fn(Protocol) -> Arc<ServerConfig>,
+    ) -> RouteTable {
+        let mut by_name = HashMap::new();
+        for config in routes {
+            let route = Arc::new(Route {
+                name: config.name.clone(),
+                protocol: config.protocol,
+                backend: config.backend.clone(),
+                allow: config.allow.clone(),
+                tls: tls_for(config.protocol),
+            });
+            for name in &config.server_names {
+                by_name.insert(name.clone(), route.clone());
+            }
+        }
+        RouteTable { by_name }
+    }
+
+    /// Exact, case-insensitive match on the SNI of the current handshake.
+    pub fn lookup(&self, sni: Option<&str>) -> Result<Arc<Route>, Miss> {
+        let sni = sni.ok_or(Miss::NoSni)?;
+        let key = sni.to_ascii_lowercase();
+        self.by_name
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Miss::Unknown(sanitise(sni)))
+    }
+}
+
+/// A client-chosen name made safe for one log line: printable ASCII, at most 253 bytes.
+pub fn sanitise(name: &str) -> String {
+    name.chars()
+        .take(253)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_str, GatewayConfig};
+
+    fn table() -> RouteTable {
+        let config: GatewayConfig = parse_str(
+            "listen: 127.0.0.1:0\ntls: {cert: c, key: k}\nroutes:\n\
+             - {name: r, server_names: [redis.example.test, cache.example.test], protocol: redis, backend: 'h:1'}\n\
+             - {name: p, server_names: [pg.example.test], protocol: postgres, backend: 'h:2'}\n",
+        )
+        .unwrap();
+        let tls = Arc::new(
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
+        );
+        RouteTable::new(&config.routes, |_| tls.clone())
+    }
+
+    #[test]
+    fn several_names_per_route_and_case_insensitive() {
+        let t = table();
+        assert_eq!(t.lookup(Some("redis.example.test")).unwrap().name, "r");
+        assert_eq!(t.lookup(Some("CACHE.Example.TEST")).unwrap().name, "r");
+        assert_eq!(t.lookup(Some("pg.example.test")).unwrap().name, "p");
+    }
+
+    #[test]
+    fn misses_say_why() {
+        let t = table();
+        assert_eq!(t.lookup(None).err(), Some(Miss::NoSni));
+        assert_eq!(
+            t.lookup(Some("redis.example.test.evil")).err(),
+            Some(Miss::Unknown("redis.example.test.evil".into()))
+        );
+        assert_eq!(sanitise("a\nb\u{7f}c"), "a?b?c");
+    }
+}

@@ -1,0 +1,88 @@
+//! The gateway's TLS side: one certificate, an optional client-certificate verifier, and one
+//! `ServerConfig` per route.
+//!
+//! A config per route gives each route its own session cache, so a session established for
+//! one route can never be resumed on another (the route always follows the current SNI).
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::ServerConfig;
+
+use super::{pem, provider};
+use crate::config::{GatewayTls, Invalid, Protocol};
+
+/// ALPN protocol id libpq ≥ 17 offers, and requires for `sslnegotiation=direct`.
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+pub struct ServerTls {
+    provider: Arc<CryptoProvider>,
+    certified: Arc<SingleCertAndKey>,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ServerTls {
+    /// Loads and cross-checks the certificate, key and client CA named in `tls`.
+    pub fn load(tls: &GatewayTls) -> Result<ServerTls, Invalid> {
+        let provider = provider();
+        let chain = pem::certificates("tls.cert", &tls.cert)?;
+        let key = pem::private_key("tls.key", &tls.key)?;
+        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+            Invalid::new(
+                "tls.key",
+                format!(
+                    "{} does not fit the certificate in {}: {e}",
+                    tls.key.display(),
+                    tls.cert.display()
+                ),
+                "use the private key that was issued with this certificate",
+            )
+        })?;
+        let client_verifier = match &tls.client_ca {
+            Some(path) => Some(client_verifier(
+                pem::roots("tls.client_ca", path)?,
+                &provider,
+            )?),
+            None => None,
+        };
+        Ok(ServerTls {
+            provider,
+            certified: Arc::new(SingleCertAndKey::from(certified)),
+            client_verifier,
+        })
+    }
+
+    /// A fresh config (and so a fresh session cache) for one route.
+    pub fn route_config(&self, protocol: Protocol) -> Arc<ServerConfig> {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(super::VERSIONS)
+            .expect("the ring provider supports TLS 1.2 and 1.3");
+        let builder = match &self.client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.certified.clone());
+        if protocol == Protocol::Postgres {
+            config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        }
+        Arc::new(config)
+    }
+}
+
+fn client_verifier(
+    roots: Arc<rustls::RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, Invalid> {
+    WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| {
+            Invalid::new(
+                "tls.client_ca",
+                format!("cannot verify client certificates with it: {e}"),
+                "use the PEM certificate of the CA that issues client certificates",
+            )
+        })
+}
