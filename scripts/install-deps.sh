@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Install what the demo and the test suite need, and nothing when it is all there.
+#
+#   Debian packages: redis-server redis-tools postgresql postgresql-client openssl
+#   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17) and redis>=5
+#
+# Idempotent: prints nothing and exits 0 when everything is already installed.
+# Runs as root, or through sudo when not root. Output of apt-get/pip goes to a log that is
+# shown only when a step fails.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl)
+VENV="$REPO_ROOT/.venv"
+PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5")
+MIN_LIBPQ=170000 # libpq 17: sslnegotiation=direct (TLS first, ALPN postgresql)
+
+LOG=""
+cleanup() { [[ -z "$LOG" ]] || rm -f "$LOG"; }
+trap cleanup EXIT
+
+# Run a noisy command, its output kept in $LOG; on failure show the log and stop.
+quietly() {
+    [[ -n "$LOG" ]] || LOG="$(mktemp "${TMPDIR:-/tmp}/snigate-install-deps.XXXXXX")"
+    if ! "$@" >>"$LOG" 2>&1; then
+        echo "install-deps: failed: $*" >&2
+        echo "---- last lines of its output ----" >&2
+        tail -n 40 "$LOG" >&2
+        exit 1
+    fi
+}
+
+apt_missing() {
+    local pkg status
+    for pkg in "$@"; do
+        status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == installed ]] || printf '%s\n' "$pkg"
+    done
+}
+
+install_apt_packages() {
+    local -a missing
+    mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
+    # A system python3 without ensurepip cannot create the venv (Debian splits it out).
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        mapfile -t -O "${#missing[@]}" missing < <(apt_missing python3-venv)
+    fi
+    [[ ${#missing[@]} -gt 0 ]] || return 0
+
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "install-deps: missing ${missing[*]} and apt-get is not available; install them by hand" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]} (apt-get)"
+    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}"
+}
+
+check_pg_server() {
+    if ! pg_bindir >/dev/null; then
+        echo "install-deps: no PostgreSQL server binaries under /usr/lib/postgresql/*/bin" \
+            "(initdb, postgres) although the postgresql package is installed" >&2
+        exit 1
+    fi
+}
+
+# Exit 0 when the venv has psycopg >= 3.2 with its binary wheel and redis >= 5.
+venv_satisfied() {
+    [[ -x "$VENV/bin/python" ]] || return 1
+    "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import re, sys
+from importlib.metadata import version, PackageNotFoundError
+
+def v(name):
+    try:
+        return tuple(int(x) for x in re.findall(r"\d+", version(name))[:2])
+    except PackageNotFoundError:
+        return None
+
+ok = (v("psycopg") or (0,)) >= (3, 2) and v("psycopg-binary") and (v("redis") or (0,)) >= (5,)
+sys.exit(0 if ok else 1)
+PY
+}
+
+install_venv() {
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        echo "install-deps: creating Python venv $VENV"
+        quietly python3 -m venv "$VENV"
+    fi
+    if ! venv_satisfied; then
+        echo "install-deps: pip install ${PIP_REQUIREMENTS[*]} into $VENV"
+        quietly "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "${PIP_REQUIREMENTS[@]}"
+    fi
+}
+
+# The tests drive libpq's sslnegotiation=direct, which needs libpq >= 17: the psycopg binary
+# wheel bundles its own libpq, so check the one psycopg actually loads.
+check_libpq() {
+    local out impl ver
+    if ! out="$(PSYCOPG_IMPL=binary "$VENV/bin/python" -c \
+        'import psycopg; print(psycopg.pq.__impl__, psycopg.pq.version())' 2>&1)"; then
+        echo "install-deps: psycopg's binary implementation does not load in $VENV:" >&2
+        echo "$out" >&2
+        echo "fix: rm -rf $VENV and run scripts/install-deps.sh again" >&2
+        exit 1
+    fi
+    read -r impl ver <<<"$out"
+    if [[ "$impl" != binary || ! "$ver" =~ ^[0-9]+$ || "$ver" -lt $MIN_LIBPQ ]]; then
+        echo "install-deps: psycopg in $VENV uses libpq $ver ($impl); need >= $MIN_LIBPQ (libpq 17)" \
+            "for sslnegotiation=direct" >&2
+        echo "fix: $VENV/bin/pip install --upgrade 'psycopg[binary]>=3.2'" \
+            "(a psycopg-binary wheel that bundles libpq 17)" >&2
+        exit 1
+    fi
+}
+
+install_apt_packages
+check_pg_server
+install_venv
+check_libpq
