@@ -14,10 +14,10 @@ use rcgen::{
 pub enum CertsError {
     #[error("cannot generate the development PKI: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("--server-name {0}: {1}")]
     Name(String, String),
@@ -32,9 +32,9 @@ pub fn write_dev_pki(
     for name in server_names {
         crate::config::sni_name(name).map_err(|e| CertsError::Name(name.clone(), e))?;
     }
-    fs::create_dir_all(out).map_err(|source| CertsError::Write {
+    fs::create_dir_all(out).map_err(|error| CertsError::Write {
         path: out.display().to_string(),
-        source,
+        error,
     })?;
     let ca_key = KeyPair::generate()?;
     let ca_params = ca_params()?;
@@ -89,9 +89,9 @@ fn name(common_name: &str) -> DistinguishedName {
 
 fn write(dir: &Path, file: &str, pem: &str, mode: u32) -> Result<(), CertsError> {
     let path = dir.join(file);
-    let wrap = |source| CertsError::Write {
+    let wrap = |error| CertsError::Write {
         path: path.display().to_string(),
-        source,
+        error,
     };
     // Remove first so a key file never keeps an older, wider mode.
     let _ = fs::remove_file(&path);

@@ -42,16 +42,16 @@ impl fmt::Display for Invalid {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read the config file: {source}", file.display())]
+    #[error("{}: cannot read the config file: {error}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: {source}\n  fix: compare the keys and value types with the example in config/{role}.yaml", file.display())]
+    #[error("{}: {error}\n  fix: compare the keys and value types with the example in config/{role}.yaml", file.display())]
     Syntax {
         file: PathBuf,
         role: &'static str,
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     #[error("{}: {invalid}", file.display())]
     Invalid { file: PathBuf, invalid: Invalid },
@@ -88,13 +88,13 @@ pub fn parse_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_yaml::Error
 }
 
 fn parse<T: DeserializeOwned>(file: &Path, role: &'static str) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_owned(),
-        source,
+        error,
     })?;
-    parse_str(&text).map_err(|source| ConfigError::Syntax {
+    parse_str(&text).map_err(|error| ConfigError::Syntax {
         file: file.to_owned(),
         role,
-        source,
+        error,
     })
 }

@@ -9,8 +9,9 @@ use super::{run, snigate_bin, texts, CMD};
 
 pub const REDIS_SNI: &str = "redis.snigate.test";
 pub const PG_SNI: &str = "postgres.snigate.test";
-/// A route whose `allow` list excludes the default client identity.
+/// Routes whose `allow` list excludes the default client identity.
 pub const LOCKED_SNI: &str = "locked.snigate.test";
+pub const LOCKED_PG_SNI: &str = "locked-pg.snigate.test";
 pub const TCP_SNI: &str = "tcp.snigate.test";
 /// Identity carried by the default client certificate.
 pub const CLIENT_NAME: &str = "worker.snigate.test";
@@ -34,7 +35,7 @@ impl Pki {
             .expect("tempdir");
         let mut cmd = Command::new(snigate_bin());
         cmd.arg("certs").arg("--out").arg(dir.path());
-        for name in [REDIS_SNI, PG_SNI, LOCKED_SNI, TCP_SNI] {
+        for name in [REDIS_SNI, PG_SNI, LOCKED_SNI, LOCKED_PG_SNI, TCP_SNI] {
             cmd.args(["--server-name", name]);
         }
         cmd.args(["--client-name", client]);
