@@ -15,10 +15,7 @@ pub enum CertsError {
     #[error("cannot generate the development PKI: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("cannot write {path}: {error}")]
-    Write {
-        path: String,
-        error: std::io::Error,
-    },
+    Write { path: String, error: std::io::Error },
     #[error("--server-name {0}: {1}")]
     Name(String, String),
 }

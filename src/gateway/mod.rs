@@ -27,7 +27,9 @@ pub struct Gateway {
 impl Gateway {
     /// Loads every certificate and key the config names; this is all `--check` needs.
     pub fn new(config: &GatewayConfig, file: &Path) -> Result<Gateway, ConfigError> {
-        let tls = ServerTls::load(&config.tls).map_err(|e| ConfigError::invalid(file, e))?;
+        let tls = ServerTls::load(&config.tls)
+            .and_then(|tls| tls.check_names(&config.routes).map(|()| tls))
+            .map_err(|e| ConfigError::invalid(file, e))?;
         Ok(Gateway {
             routes: RouteTable::new(&config.routes, |protocol| tls.route_config(protocol)),
             timeouts: config.timeouts,

@@ -6,20 +6,24 @@
 
 use std::sync::Arc;
 
+use rustls::client::verify_server_name;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 
 use super::{pem, provider};
-use crate::config::{GatewayTls, Invalid, Protocol};
+use rustls_pki_types::{CertificateDer, ServerName};
+
+use crate::config::{GatewayTls, Invalid, Protocol, RouteConfig};
 
 /// ALPN protocol id libpq ≥ 17 offers, and requires for `sslnegotiation=direct`.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 pub struct ServerTls {
     provider: Arc<CryptoProvider>,
+    leaf: CertificateDer<'static>,
     certified: Arc<SingleCertAndKey>,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
@@ -30,6 +34,7 @@ impl ServerTls {
         let provider = provider();
         let chain = pem::certificates("tls.cert", &tls.cert)?;
         let key = pem::private_key("tls.key", &tls.key)?;
+        let leaf = chain[0].clone();
         let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
             Invalid::new(
                 "tls.key",
@@ -50,9 +55,37 @@ impl ServerTls {
         };
         Ok(ServerTls {
             provider,
+            leaf,
             certified: Arc::new(SingleCertAndKey::from(certified)),
             client_verifier,
         })
+    }
+
+    /// Fails unless the certificate is valid for every server name of every route, which is
+    /// what each client will check.
+    pub fn check_names(&self, routes: &[RouteConfig]) -> Result<(), Invalid> {
+        let parsed = ParsedCertificate::try_from(&self.leaf).map_err(|e| {
+            Invalid::new(
+                "tls.cert",
+                format!("cannot parse the certificate: {e}"),
+                "use a PEM X.509 certificate",
+            )
+        })?;
+        for (i, route) in routes.iter().enumerate() {
+            for (k, name) in route.server_names.iter().enumerate() {
+                let covered = ServerName::try_from(name.as_str())
+                    .map_err(|e| e.to_string())
+                    .and_then(|sn| verify_server_name(&parsed, &sn).map_err(|e| e.to_string()));
+                if let Err(e) = covered {
+                    return Err(Invalid::new(
+                        format!("routes[{i}].server_names[{k}]"),
+                        format!("the certificate in tls.cert is not valid for `{name}`: {e}"),
+                        "issue the server certificate with this name as a DNS SAN",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A fresh config (and so a fresh session cache) for one route.
