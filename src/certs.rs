@@ -57,8 +57,20 @@ pub fn write_dev_pki(
     write(out, "client.key", &client_key.serialize_pem(), 0o600)
 }
 
+/// Development certificates expire like real ones, so expiry handling is exercised too.
+const CA_DAYS: i64 = 3650;
+const LEAF_DAYS: i64 = 365;
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    // An hour of slack for clocks that run slightly behind ours.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    validity(&mut params, CA_DAYS);
     params.distinguished_name = name("snigate development CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -71,6 +83,7 @@ fn leaf_params(
     usage: ExtendedKeyUsagePurpose,
 ) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(names.to_vec())?;
+    validity(&mut params, LEAF_DAYS);
     params.distinguished_name = name(names.first().map_or("snigate", String::as_str));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
