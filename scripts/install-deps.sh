@@ -44,7 +44,7 @@ install_apt_packages() {
     local -a missing
     mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
     # A system python3 without ensurepip cannot create the venv (Debian splits it out).
-    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    if ! venv_runs && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         mapfile -t -O "${#missing[@]}" missing < <(apt_missing python3-venv)
     fi
     [[ ${#missing[@]} -gt 0 ]] || return 0
@@ -67,6 +67,8 @@ check_pg_server() {
     fi
 }
 
+venv_runs() { "$VENV/bin/python" -c '' >/dev/null 2>&1; }
+
 # Exit 0 when the venv has psycopg >= 3.2 with its binary wheel and redis >= 5.
 venv_satisfied() {
     [[ -x "$VENV/bin/python" ]] || return 1
@@ -86,9 +88,10 @@ PY
 }
 
 install_venv() {
-    if [[ ! -x "$VENV/bin/python" ]]; then
+    if ! venv_runs; then
+        # Missing, or broken (e.g. the Python it was made from is gone): (re)create it.
         echo "install-deps: creating Python venv $VENV"
-        quietly python3 -m venv "$VENV"
+        quietly python3 -m venv --clear "$VENV"
     fi
     if ! venv_satisfied; then
         echo "install-deps: pip install ${PIP_REQUIREMENTS[*]} into $VENV"
