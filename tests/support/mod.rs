@@ -7,7 +7,7 @@
 
 pub mod pki;
 pub mod postgres;
-pub mod redis;
+pub mod redis_server;
 pub mod snigate;
 pub mod tls;
 
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use self::pki::Pki;
 pub use self::postgres::Postgres;
-pub use self::redis::RedisServer;
+pub use self::redis_server::RedisServer;
 pub use self::snigate::{Gateway, Route, Sidecar, Tunnel};
 
 /// Upper bound for any readiness wait; generous for a loaded 2-core CI machine.

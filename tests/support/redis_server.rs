@@ -13,7 +13,7 @@ use super::{free_port, loopback, ChildGuard, READY};
 
 pub struct RedisServer {
     // Field order matters: the admin connection closes before the server is killed.
-    admin: Mutex<::redis::Connection>,
+    admin: Mutex<redis::Connection>,
     _guard: ChildGuard,
     pub dir: TempDir,
     pub port: u16,
@@ -62,13 +62,13 @@ impl RedisServer {
     }
 
     /// A new direct (untunnelled) connection; counts in total_connections_received.
-    pub fn direct(&self) -> ::redis::Connection {
+    pub fn direct(&self) -> redis::Connection {
         connect(self.port).expect("direct redis connection")
     }
 
     fn info_field(&self, section: &str, field: &str) -> u64 {
         let mut admin = self.admin.lock().unwrap();
-        let info: String = ::redis::cmd("INFO")
+        let info: String = redis::cmd("INFO")
             .arg(section)
             .query(&mut *admin)
             .expect("INFO");
@@ -92,22 +92,22 @@ impl RedisServer {
     }
 }
 
-fn connect(port: u16) -> ::redis::RedisResult<::redis::Connection> {
-    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
     let con = client.get_connection_with_timeout(Duration::from_secs(5))?;
     con.set_read_timeout(Some(Duration::from_secs(30)))?;
     Ok(con)
 }
 
 /// Wait until the server answers PING; `None` if it exited (e.g. the port was taken).
-fn wait_ready(guard: &mut ChildGuard, port: u16) -> Option<::redis::Connection> {
+fn wait_ready(guard: &mut ChildGuard, port: u16) -> Option<redis::Connection> {
     let deadline = Instant::now() + READY;
     while Instant::now() < deadline {
         if guard.exited().is_some() {
             return None;
         }
         if let Ok(mut con) = connect(port) {
-            if ::redis::cmd("PING").query::<String>(&mut con).is_ok() {
+            if redis::cmd("PING").query::<String>(&mut con).is_ok() {
                 return Some(con);
             }
         }

@@ -1,0 +1,186 @@
+//! `--check`: valid configs exit 0 and bind nothing; a bad config exits 2 before binding,
+//! and stderr names the file and the key (dotted path, as serde_yaml reports keys).
+
+mod support;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use support::pki::{p, CLIENT_NAME, PG_SNI, REDIS_SNI};
+use support::snigate::{check, gateway_yaml, sidecar_yaml};
+use support::*;
+use tempfile::TempDir;
+
+/// A config file in its own tempdir, plus a port the test holds so that a `--check`
+/// which tried to bind it would fail.
+struct Case {
+    dir: TempDir,
+    held: TcpListener,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+            held: TcpListener::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    fn listen(&self) -> String {
+        self.held.local_addr().unwrap().to_string()
+    }
+
+    fn write(&self, name: &str, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, yaml).unwrap();
+        path
+    }
+}
+
+fn routes() -> Vec<Route> {
+    let ok = format!("dns:{CLIENT_NAME}");
+    vec![
+        Route::new("redis", REDIS_SNI, "redis", "127.0.0.1:6379").allow(&[&ok]),
+        Route::new("postgres", PG_SNI, "postgres", "127.0.0.1:5432").allow(&[&ok]),
+    ]
+}
+
+fn gateway(case: &Case, pki: &Pki) -> String {
+    gateway_yaml(&case.listen(), pki, true, &routes())
+}
+
+fn sidecar(case: &Case, pki: &Pki) -> String {
+    let mut t = Tunnel::new("redis", "redis", "127.0.0.1:8443", REDIS_SNI);
+    t.listen = case.listen();
+    sidecar_yaml(&pki.ca(), Some(pki), &[t])
+}
+
+fn assert_valid(role: &str, yaml: &str) {
+    let case = Case::new();
+    let path = case.write("ok.yaml", yaml);
+    let out = check(role, &path);
+    let (o, e) = texts(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{role} --check rejected:\n{yaml}\n{o}{e}"
+    );
+    assert!(!e.contains("listening"), "--check must bind nothing: {e}");
+}
+
+/// `--check` exits 2; stderr names the config path and contains every needle.
+fn assert_invalid(role: &str, yaml: &str, needles: &[&str]) {
+    let case = Case::new();
+    let path = case.write("bad.yaml", yaml);
+    let out = check(role, &path);
+    let (o, e) = texts(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{role} --check accepted:\n{yaml}\n{o}{e}"
+    );
+    assert!(
+        e.contains(&p(&path)),
+        "stderr does not name {}: {e}",
+        path.display()
+    );
+    for n in needles {
+        assert!(e.contains(n), "stderr lacks {n:?}:\n{e}\nconfig:\n{yaml}");
+    }
+    assert!(!e.contains("listening"), "{e}");
+}
+
+#[test]
+fn valid_gateway_and_sidecar_pass_without_binding() {
+    let pki = Pki::new();
+    let case = Case::new();
+    // The listen ports are held by this test: a check that bound them would fail.
+    assert_valid("gateway", &gateway(&case, &pki));
+    assert_valid("sidecar", &sidecar(&case, &pki));
+    let no_mtls = gateway_yaml(
+        &case.listen(),
+        &pki,
+        false,
+        &[Route::new("r", REDIS_SNI, "tcp", "127.0.0.1:1")],
+    );
+    assert_valid("gateway", &no_mtls);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replace(
+        "    protocol: redis\n",
+        "    protocol: redis\n    bakend: x\n",
+    );
+    assert_invalid("gateway", &y, &["bakend"]);
+    let y =
+        sidecar(&case, &pki).replace("    protocol: redis\n", "    protocol: redis\n    sni: x\n");
+    assert_invalid("sidecar", &y, &["sni"]);
+}
+
+#[test]
+fn duplicate_server_name_across_routes() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replace(&format!("[{PG_SNI}]"), &format!("[{REDIS_SNI}]"));
+    assert_invalid("gateway", &y, &["server_names", REDIS_SNI]);
+    // Names are case-insensitive, so a different spelling is the same name.
+    let upper = format!("[{}]", REDIS_SNI.to_uppercase());
+    let y = gateway(&case, &pki).replace(&format!("[{PG_SNI}]"), &upper);
+    assert_invalid("gateway", &y, &["server_names"]);
+}
+
+#[test]
+fn ip_literal_server_names_are_rejected() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replace(&format!("[{PG_SNI}]"), "[10.0.0.7]");
+    assert_invalid("gateway", &y, &["routes[1].server_names", "10.0.0.7"]);
+    let y = sidecar(&case, &pki).replace(
+        &format!("server_name: {REDIS_SNI}"),
+        "server_name: 192.0.2.1",
+    );
+    assert_invalid("sidecar", &y, &["tunnels[0].server_name", "192.0.2.1"]);
+    // No server_name: it defaults to the host part of `connect`, here an IP literal.
+    let y = sidecar(&case, &pki).replace(&format!("    server_name: {REDIS_SNI}\n"), "");
+    assert_invalid("sidecar", &y, &["server_name", "127.0.0.1"]);
+}
+
+#[test]
+fn missing_cert_file() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let missing = case.dir.path().join("nope/server.crt");
+    let y = gateway(&case, &pki).replace(&p(&pki.server_cert()), &p(&missing));
+    assert_invalid("gateway", &y, &["tls.cert", &p(&missing)]);
+}
+
+#[test]
+fn key_not_matching_cert() {
+    let (pki, other, case) = (Pki::new(), Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replace(&p(&pki.server_key()), &p(&other.server_key()));
+    assert_invalid("gateway", &y, &["tls.key"]);
+}
+
+#[test]
+fn allow_without_client_ca() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway_yaml(&case.listen(), &pki, false, &routes());
+    assert_invalid("gateway", &y, &["routes[0].allow", "client_ca"]);
+}
+
+#[test]
+fn non_loopback_sidecar_listen_needs_allow_non_loopback() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let port = case.held.local_addr().unwrap().port();
+    let y = sidecar(&case, &pki).replace(&case.listen(), &format!("0.0.0.0:{port}"));
+    assert_invalid("sidecar", &y, &["tunnels[0].listen", "allow_non_loopback"]);
+}
+
+#[test]
+fn bad_protocol_value() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replacen("protocol: redis", "protocol: mysql", 1);
+    assert_invalid("gateway", &y, &["protocol", "mysql"]);
+    let y = sidecar(&case, &pki).replace("protocol: redis", "protocol: memcached");
+    assert_invalid("sidecar", &y, &["protocol", "memcached"]);
+}
