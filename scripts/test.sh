@@ -20,5 +20,6 @@ SNIGATE_PG_BINDIR="$(pg_bindir)"
 export SNIGATE_PG_BINDIR
 export PATH="$SNIGATE_PG_BINDIR:$PATH" # initdb, postgres, pg_ctl
 
-echo "==> cargo test --all-targets $*"
-exec cargo test --all-targets "$@"
+# --no-fail-fast: run every test target even when one fails, so one run shows every failure.
+echo "==> cargo test --all-targets --no-fail-fast $*"
+exec cargo test --all-targets --no-fail-fast "$@"
