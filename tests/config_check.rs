@@ -108,6 +108,19 @@ fn valid_gateway_and_sidecar_pass_without_binding() {
 }
 
 #[test]
+fn several_tunnels_may_each_listen_on_port_zero() {
+    // Port 0 means "any free port": two such tunnels never collide.
+    let pki = Pki::new();
+    let tunnels = [
+        Tunnel::new("redis", "redis", "127.0.0.1:8443", REDIS_SNI),
+        Tunnel::new("postgres", "postgres", "127.0.0.1:8443", PG_SNI),
+    ];
+    assert_valid("sidecar", &sidecar_yaml(&pki.ca(), Some(&pki), &tunnels));
+    let sc = Sidecar::start(&pki, &tunnels);
+    assert_ne!(sc.port("redis"), sc.port("postgres"));
+}
+
+#[test]
 fn unknown_keys_are_errors() {
     let (pki, case) = (Pki::new(), Case::new());
     let y = gateway(&case, &pki).replace(
