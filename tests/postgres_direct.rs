@@ -7,8 +7,9 @@ mod support;
 use std::process::Command;
 
 use support::pki::{p, CLIENT_NAME, PG_SNI};
-use support::tls::ClientOpts;
+use support::tls::{one_byte_answer, pg_session, ClientOpts, GSSENC_REQUEST, SSL_REQUEST};
 use support::*;
+use tokio::net::TcpStream;
 
 struct Direct {
     pg: Postgres,
@@ -101,4 +102,23 @@ async fn postgres_route_selects_alpn_postgresql() {
     opts.alpn = vec![b"postgresql".to_vec()];
     let tls = opts.connect(d.gw.addr, PG_SNI).await.expect("direct TLS");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"postgresql"[..]));
+}
+
+#[tokio::test]
+async fn gssenc_request_gets_n_then_ssl_request_gets_s_then_tls() {
+    // What libpq does with gssencmode=prefer when it has Kerberos credentials.
+    let d = direct();
+    let mut tcp = TcpStream::connect(d.gw.addr).await.unwrap();
+    assert_eq!(one_byte_answer(&mut tcp, &GSSENC_REQUEST).await, b'N');
+    assert_eq!(one_byte_answer(&mut tcp, &SSL_REQUEST).await, b'S');
+    let tls = ClientOpts::new(&d.pki)
+        .handshake(tcp, PG_SNI)
+        .await
+        .expect("TLS after S");
+    let client = pg_session(tls).await;
+    let row = client
+        .query_one("select 'gss, then ssl'::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "gss, then ssl");
 }

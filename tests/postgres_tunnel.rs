@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use support::pki::{CLIENT_NAME, PG_SNI};
-use support::tls::IO;
+use support::tls::{one_byte_answer, pg_session, GSSENC_REQUEST, IO, SSL_REQUEST};
 use support::*;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -86,6 +86,23 @@ fn psql_with_default_sslmode_prefer_queries_through_sidecar() {
         e.contains("server does not support SSL, but SSL was required"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_answers_gssenc_and_ssl_requests_with_n() {
+    let c = chain();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", c.sc.port("postgres")))
+        .await
+        .unwrap();
+    assert_eq!(one_byte_answer(&mut tcp, &GSSENC_REQUEST).await, b'N');
+    assert_eq!(one_byte_answer(&mut tcp, &SSL_REQUEST).await, b'N');
+    // Same connection, now plaintext on loopback: a normal session follows.
+    let client = pg_session(tcp).await;
+    let row = client
+        .query_one("select 'after two Ns'::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "after two Ns");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,11 @@ use std::process::Command;
 
 use rustls::AlertDescription;
 use support::pki::{p, CLIENT_NAME, LOCKED_PG_SNI, LOCKED_SNI, PG_SNI, REDIS_SNI};
-use support::tls::{alert, exchange, resp_line, ClientOpts};
+use support::tls::{alert, exchange, resp_line, ClientOpts, SSL_REQUEST};
 use support::*;
 use tokio::net::TcpStream;
 
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
 struct Fx {
     redis: RedisServer,

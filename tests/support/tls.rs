@@ -133,3 +133,35 @@ pub async fn resp_line<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, args: &[&st
     tokio::time::timeout(IO, fut).await.expect("no RESP reply");
     String::from_utf8(line).unwrap()
 }
+
+pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+pub const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+
+/// Write `req` and read exactly one byte back (the answer to an SSL/GSSENC request).
+pub async fn one_byte_answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, req: &[u8]) -> u8 {
+    s.write_all(req).await.unwrap();
+    let mut b = [0u8; 1];
+    let fut = s.read_exact(&mut b);
+    tokio::time::timeout(IO, fut)
+        .await
+        .expect("no answer")
+        .expect("read answer");
+    b[0]
+}
+
+/// A tokio-postgres session (user/db postgres) over an already negotiated stream.
+pub async fn pg_session<S>(stream: S) -> tokio_postgres::Client
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user("postgres").dbname("postgres");
+    cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let fut = cfg.connect_raw(stream, tokio_postgres::NoTls);
+    let (client, conn) = tokio::time::timeout(IO, fut)
+        .await
+        .expect("startup hung")
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
