@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Output};
 
-use support::pki::{CLIENT_NAME, PG_SNI, REDIS_SNI};
+use support::pki::{CLIENT_NAME, PG_SNI, REDIS_SNI, TCP_SNI};
 use support::snigate::sidecar_yaml;
 use support::tls::exchange;
 use support::*;
@@ -167,4 +167,25 @@ fn sidecar_trusting_another_ca_reports_tls_failure_and_opens_no_backend() {
         before,
         "backend connection opened"
     );
+}
+
+#[tokio::test]
+async fn tcp_route_just_closes_when_backend_is_down() {
+    let pki = Pki::new();
+    let dead = dead_port();
+    let ok = format!("dns:{CLIENT_NAME}");
+    let route = Route::new("plain", TCP_SNI, "tcp", format!("127.0.0.1:{dead}"));
+    let gw = Gateway::start(&pki, &[route.allow(&[&ok])]);
+    let sc = Sidecars::start(
+        &pki,
+        &pki,
+        vec![Tunnel::new("plain", "tcp", gw.addr, TCP_SNI)],
+    );
+    let mut tcp = TcpStream::connect(("127.0.0.1", sc.port("plain")))
+        .await
+        .unwrap();
+    let (bytes, _) = exchange(&mut tcp, b"HELLO\r\n").await;
+    assert_eq!(bytes, b"", "a tcp route has no native error to send");
+    gw.proc
+        .wait_lines(&["refused", &format!("127.0.0.1:{dead}")], 1);
 }

@@ -72,13 +72,29 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option
 
 /// Run a client command with stdin closed and a hard deadline; returns its output.
 pub fn run(cmd: &mut Command, limit: Duration) -> Output {
+    run_with_input(cmd, None, limit)
+}
+
+/// Like `run`, feeding `input` (then EOF) on stdin when given.
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
     let desc = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let mut child = cmd
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    if let (Some(data), Some(mut pipe)) = (input, child.stdin.take()) {
+        let data = data.to_vec();
+        thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &data);
+        });
+    }
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
