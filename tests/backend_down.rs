@@ -3,7 +3,8 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Output, Stdio};
 
 use support::pki::{CLIENT_NAME, PG_SNI, REDIS_SNI, TCP_SNI};
 use support::snigate::sidecar_yaml;
@@ -188,4 +189,58 @@ async fn tcp_route_just_closes_when_backend_is_down() {
     assert_eq!(bytes, b"", "a tcp route has no native error to send");
     gw.proc
         .wait_lines(&["refused", &format!("127.0.0.1:{dead}")], 1);
+}
+
+#[test]
+fn redis_py_client_recovers_when_backend_comes_back() {
+    let py = python();
+    assert!(
+        py.is_file(),
+        "{} missing: run scripts/install-deps.sh",
+        py.display()
+    );
+    let pki = Pki::new();
+    let port = dead_port();
+    let (_gw, sc) = chain_to(&pki, &format!("127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("backend-up");
+    let child = Command::new(&py)
+        .arg(repo_root().join("tests/e2e/redis_recover.py"))
+        .arg(sc.port("redis").to_string())
+        .arg(&flag)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut py = ChildGuard::new(child, libc::SIGKILL);
+    let mut stdout = BufReader::new(py.child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some("waiting\n") {
+        let mut line = String::new();
+        assert_ne!(
+            stdout.read_line(&mut line).unwrap(),
+            0,
+            "script ended: {lines:?}"
+        );
+        lines.push(line);
+    }
+    let redis = RedisServer::start_on(port);
+    std::fs::write(&flag, "").unwrap();
+    let status = py.stop_with(0, CMD); // signal 0: just wait
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    py.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{lines:?} {rest} {err}");
+    let want =
+        format!("down: ResponseError snigate: redis: backend 127.0.0.1:{port} unreachable: ");
+    assert!(lines[0].starts_with(&want), "{lines:?}");
+    assert_eq!(rest, "up: ping True\nup: set True yes\n");
+    // Our admin connection plus exactly one reconnect by the client.
+    assert_eq!(redis.total_connections(), 2);
 }

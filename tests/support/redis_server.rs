@@ -21,36 +21,45 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        for _attempt in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// Start on `port` exactly (e.g. a backend coming back on its old address).
+    pub fn start_on(port: u16) -> RedisServer {
+        Self::try_start_on(port).unwrap_or_else(|| panic!("redis-server could not use port {port}"))
+    }
+
+    /// `None` if redis-server exited before it was ready (e.g. the port was taken).
+    fn try_start_on(port: u16) -> Option<RedisServer> {
         let dir = tempfile::Builder::new()
             .prefix("snigate-redis-")
             .tempdir()
             .unwrap();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let log = File::create(dir.path().join("redis.log")).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .args(["--daemonize", "no", "--loglevel", "warning"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("spawn redis-server (is it installed?)");
-            let mut guard = ChildGuard::new(child, libc::SIGKILL);
-            if let Some(admin) = wait_ready(&mut guard, port) {
-                return RedisServer {
-                    admin: Mutex::new(admin),
-                    _guard: guard,
-                    dir,
-                    port,
-                };
-            }
-        }
-        let log = std::fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
-        panic!("redis-server did not start after 5 ports; last log:\n{log}");
+        let log = File::create(dir.path().join("redis.log")).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn redis-server (is it installed?)");
+        let mut guard = ChildGuard::new(child, libc::SIGKILL);
+        let admin = wait_ready(&mut guard, port)?;
+        Some(RedisServer {
+            admin: Mutex::new(admin),
+            _guard: guard,
+            dir,
+            port,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
