@@ -68,7 +68,9 @@ impl SidecarConfig {
                     "give every tunnel a distinct name",
                 ));
             }
-            if let Some(j) = listens.insert(tunnel.listen, i) {
+            // Port 0 asks the OS for a free port, so several tunnels may use it.
+            let fixed_port = tunnel.listen.port() != 0;
+            if let Some(j) = listens.insert(tunnel.listen, i).filter(|_| fixed_port) {
                 return Err(Invalid::new(
                     format!("tunnels[{i}].listen"),
                     format!(
