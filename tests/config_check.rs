@@ -5,7 +5,8 @@ mod support;
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use support::pki::{p, CLIENT_NAME, PG_SNI, REDIS_SNI};
 use support::snigate::{check, gateway_yaml, sidecar_yaml};
@@ -69,16 +70,23 @@ fn assert_valid(role: &str, yaml: &str) {
     assert!(!e.contains("listening"), "--check must bind nothing: {e}");
 }
 
-/// `--check` exits 2; stderr names the config path and contains every needle.
+/// `--check`, and a plain start, exit 2; stderr names the config path and contains
+/// every needle.
 fn assert_invalid(role: &str, yaml: &str, needles: &[&str]) {
     let case = Case::new();
     let path = case.write("bad.yaml", yaml);
-    let out = check(role, &path);
+    assert_rejected(role, yaml, &path, check(role, &path), needles);
+    let mut start = Command::new(snigate_bin());
+    let out = run(start.arg(role).arg("--config").arg(&path), CMD);
+    assert_rejected(role, yaml, &path, out, needles);
+}
+
+fn assert_rejected(role: &str, yaml: &str, path: &Path, out: Output, needles: &[&str]) {
     let (o, e) = texts(&out);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "{role} --check accepted:\n{yaml}\n{o}{e}"
+        "{role} accepted a bad config:\n{yaml}\n{o}{e}"
     );
     assert!(
         e.contains(&p(&path)),
