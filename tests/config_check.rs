@@ -89,7 +89,7 @@ fn assert_rejected(role: &str, yaml: &str, path: &Path, out: Output, needles: &[
         "{role} accepted a bad config:\n{yaml}\n{o}{e}"
     );
     assert!(
-        e.contains(&p(&path)),
+        e.contains(&p(path)),
         "stderr does not name {}: {e}",
         path.display()
     );
