@@ -21,8 +21,12 @@ pub struct Postgres {
     pub port: u16,
 }
 
-/// Newest installed server binaries, e.g. /usr/lib/postgresql/15/bin.
+/// `$SNIGATE_PG_BINDIR/<tool>` (set by scripts/test.sh), else the newest installed
+/// server binaries, e.g. /usr/lib/postgresql/15/bin.
 pub fn pg_bin(tool: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SNIGATE_PG_BINDIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join(tool);
+    }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server not installed in /usr/lib/postgresql")
         .filter_map(|e| {
