@@ -3,12 +3,13 @@
 use std::fmt::Display;
 use std::time::Instant;
 
-use crate::error::Classified;
+use crate::error::{Classified, Side};
 use crate::relay::Outcome;
 
 /// After a relay: bytes each way, duration, who closed, and why if it was an error.
 pub fn log_relayed(started: Instant, outcome: &Outcome) {
     let why = match &outcome.error {
+        None if outcome.closed_by == Side::Local => "drain grace period over".to_owned(),
         None => "eof".to_owned(),
         // Many clients (redis-cli, libpq) close without close_notify; that is an ordinary close.
         Some(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {

@@ -1,20 +1,38 @@
-//! Outbound TCP: resolve at connect time, bounded by a deadline, TCP_NODELAY set.
+//! Outbound TCP and the socket options both legs of every connection get.
 
 use std::io;
 use std::time::Duration;
 
+use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
 use crate::config::HostPort;
+
+/// Keepalive probes find peers that vanished (a node gone, a NAT entry dropped) on idle
+/// tunnels. They do not reset HAProxy's `timeout tunnel`: see the README on long-lived
+/// connections.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 pub async fn dial(addr: &HostPort, deadline: Duration) -> io::Result<TcpStream> {
     let attempt = TcpStream::connect((addr.host.as_str(), addr.port));
     let stream = tokio::time::timeout(deadline, attempt)
         .await
         .map_err(|_| timed_out(deadline))??;
-    // Latency-bound protocols (one Redis command, one reply) need every write sent now.
-    stream.set_nodelay(true)?;
+    tune(&stream);
     Ok(stream)
+}
+
+/// TCP_NODELAY, because request/reply protocols (one Redis command, one reply) must not wait
+/// for Nagle; keepalive, because tunnels may idle for hours.
+pub fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 pub fn timed_out(after: Duration) -> io::Error {

@@ -17,10 +17,15 @@
 //! - `relay` — bidirectional copy with half-close, byte counts and who closed.
 //! - `protocol` — PostgreSQL preambles and each protocol's native error reply.
 //! - `closing` — the one log line each connection leaves.
+//! - `metrics` — Prometheus metrics per route or tunnel.
+//! - `admin` — `/livez` `/startup` `/readyz` `/metrics` `/quitquitquit`, and health state.
+//! - `probe` — background health probes of backends in their own protocol.
+//! - `reload` — SIGHUP and certificate-file watching.
 //! - `error` — the side (client, backend, local) every error is classified by.
-//! - `shutdown` — signals and drain.
+//! - `shutdown` — signals, stop delay and drain.
 //! - `certs` — the development PKI behind `snigate certs`.
 
+pub mod admin;
 pub mod certs;
 pub mod closing;
 pub mod config;
@@ -28,8 +33,11 @@ pub mod dial;
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod metrics;
+pub mod probe;
 pub mod protocol;
 pub mod relay;
+pub mod reload;
 pub mod routing;
 pub mod shutdown;
 pub mod sidecar;

@@ -40,8 +40,7 @@ pub async fn serve<H, F>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                // As in dial(): small request/reply exchanges must not wait for Nagle.
-                let _ = stream.set_nodelay(true);
+                crate::dial::tune(&stream);
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(handle(Accepted { id, stream, peer }));
             }

@@ -1,19 +1,21 @@
 //! The `snigate` binary: argument parsing, logging and the runtime; the work is in the library.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use snigate::config::{self, ConfigError};
+use clap::{Parser, Subcommand, ValueEnum};
+use snigate::admin::{self, Admin};
+use snigate::config::ConfigError;
 use snigate::gateway::Gateway;
-use snigate::shutdown::{self, DRAIN_GRACE};
-use snigate::sidecar::{self, Sidecar};
+use snigate::reload;
+use snigate::shutdown::{self, Serving};
+use snigate::sidecar::Sidecar;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 #[derive(Parser)]
 #[command(
@@ -21,8 +23,17 @@ use tokio_util::task::TaskTracker;
     about = "TLS/SNI gateway and sidecar for Redis, PostgreSQL and TCP"
 )]
 struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +69,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Gateway { config, check } => run_gateway(&config, check),
         Command::Sidecar { config, check } => run_sidecar(&config, check),
@@ -84,53 +95,93 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
-    let config = config::load_gateway(file)?;
-    let gateway = Arc::new(Gateway::new(&config, file)?);
+    let gateway = Arc::new(Gateway::load(file)?);
+    let config = gateway.snapshot().config.clone();
     if check {
         println!("{}: ok ({} routes)", file.display(), config.routes.len());
         return Ok(());
     }
     runtime()?.block_on(async {
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!("{}: listen: cannot bind {}", file.display(), config.listen)
-        })?;
-        let (token, tracker) = (CancellationToken::new(), TaskTracker::new());
-        shutdown::cancel_on_signal(token.clone())?;
-        gateway.serve(listener, token, tracker.clone()).await;
-        shutdown::drain(tracker, DRAIN_GRACE).await;
+        let listener = bind(file, "listen", config.listen).await?;
+        let admin = bind_admin(file, config.admin).await?;
+        let (serving, requested) = (Serving::default(), CancellationToken::new());
+        start_common(admin, &gateway.metrics, &gateway.health, &requested)?;
+        reload::spawn(gateway.clone(), serving.accept.clone())?;
+        tokio::spawn(gateway.clone().serve(listener, serving.clone()));
+        shutdown::stop_when(requested, &gateway.health, config.timeouts, serving).await;
         Ok(())
     })
 }
 
 fn run_sidecar(file: &Path, check: bool) -> anyhow::Result<()> {
-    let config = config::load_sidecar(file)?;
-    let sidecar = Sidecar::new(&config, file)?;
+    let sidecar = Arc::new(Sidecar::load(file)?);
+    let config = sidecar.snapshot().config.clone();
     if check {
         println!("{}: ok ({} tunnels)", file.display(), config.tunnels.len());
         return Ok(());
     }
     runtime()?.block_on(async {
-        let bound = sidecar
-            .bind()
+        let admin = bind_admin(file, config.admin).await?;
+        let (serving, requested) = (Serving::default(), CancellationToken::new());
+        sidecar
+            .start(serving.clone())
             .await
-            .map_err(|(what, e)| anyhow::anyhow!("{}: {what}: cannot bind: {e}", file.display()))?;
-        let (token, tracker) = (CancellationToken::new(), TaskTracker::new());
-        shutdown::cancel_on_signal(token.clone())?;
-        sidecar::serve(bound, token, tracker.clone()).await;
-        shutdown::drain(tracker, DRAIN_GRACE).await;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        start_common(admin, &sidecar.metrics, &sidecar.health, &requested)?;
+        reload::spawn(Arc::new(sidecar.clone()), serving.accept.clone())?;
+        shutdown::stop_when(requested, &sidecar.health, config.timeouts, serving).await;
         Ok(())
     })
+}
+
+/// What both roles run beside their listeners: stop signals and the admin endpoint.
+fn start_common(
+    admin: Option<TcpListener>,
+    metrics: &Arc<snigate::metrics::Metrics>,
+    health: &Arc<admin::Health>,
+    requested: &CancellationToken,
+) -> anyhow::Result<()> {
+    shutdown::cancel_on_signal(requested.clone())?;
+    if let Some(listener) = admin {
+        let admin = Arc::new(Admin {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            quit: requested.clone(),
+        });
+        // The admin endpoint outlives the drain so probes see readiness turn off.
+        tokio::spawn(admin::serve(listener, admin, CancellationToken::new()));
+    }
+    Ok(())
+}
+
+async fn bind(file: &Path, key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{}: {key}: cannot bind {addr}", file.display()))
+}
+
+async fn bind_admin(file: &Path, addr: Option<SocketAddr>) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(bind(file, "admin", addr).await?)),
+        None => Ok(None),
+    }
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

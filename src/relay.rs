@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Side;
 
@@ -26,21 +27,26 @@ pub struct Outcome {
 
 /// Copies until both directions are finished; an EOF on one side becomes a write shutdown
 /// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working.
-pub async fn relay<C, B>(client: C, backend: B) -> Outcome
+/// `stop` ends the relay early (the drain grace period is over): both sides are closed.
+pub async fn relay<C, B>(client: C, backend: B, stop: &CancellationToken) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let mut client = Tracked::new(client);
     let mut backend = Tracked::new(backend);
-    let result = tokio::io::copy_bidirectional_with_sizes(
+    let copy = tokio::io::copy_bidirectional_with_sizes(
         &mut client,
         &mut backend,
         BUFFER_SIZE,
         BUFFER_SIZE,
-    )
-    .await;
+    );
+    let (result, stopped) = tokio::select! {
+        result = copy => (result.err(), false),
+        _ = stop.cancelled() => (None, true),
+    };
     let closed_by = match (client.ended_at, backend.ended_at) {
+        _ if stopped => Side::Local,
         (Some(c), Some(b)) if b < c => Side::Backend,
         (None, Some(_)) => Side::Backend,
         _ => Side::Client,
@@ -49,7 +55,7 @@ where
         from_client: client.bytes_read,
         from_backend: backend.bytes_read,
         closed_by,
-        error: result.err(),
+        error: result,
     }
 }
 
@@ -133,7 +139,10 @@ mod tests {
     async fn half_close_travels_both_ways_and_bytes_are_counted() {
         let (mut client, client_end) = tokio::io::duplex(64);
         let (backend_end, mut backend) = tokio::io::duplex(64);
-        let relay = tokio::spawn(relay(client_end, backend_end));
+        let relay =
+            tokio::spawn(
+                async move { relay(client_end, backend_end, &CancellationToken::new()).await },
+            );
 
         let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let writer = tokio::spawn(async move {

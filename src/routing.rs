@@ -27,6 +27,7 @@ pub enum Miss {
 #[derive(Default)]
 pub struct RouteTable {
     by_name: HashMap<String, Arc<Route>>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl RouteTable {
@@ -36,6 +37,7 @@ impl RouteTable {
         tls_for: impl Fn(Protocol) -> Arc<ServerConfig>,
     ) -> RouteTable {
         let mut by_name = HashMap::new();
+        let mut all = Vec::new();
         for config in routes {
             let route = Arc::new(Route {
                 name: config.name.clone(),
@@ -47,8 +49,17 @@ impl RouteTable {
             for name in &config.server_names {
                 by_name.insert(name.clone(), route.clone());
             }
+            all.push(route);
         }
-        RouteTable { by_name }
+        RouteTable {
+            by_name,
+            routes: all,
+        }
+    }
+
+    /// Every route once, in config order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
     }
 
     /// Exact, case-insensitive match on the SNI of the current handshake.

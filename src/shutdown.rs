@@ -1,5 +1,6 @@
-//! Signals and drain: SIGTERM or SIGINT stops the accept loops; open connections get a grace
-//! period to finish before the process exits.
+//! Stopping: SIGTERM, SIGINT or `/quitquitquit` turns readiness off, keeps accepting for the
+//! configured delay, stops accepting, lets open connections finish within the drain period,
+//! then closes what is left.
 
 use std::time::Duration;
 
@@ -7,8 +8,18 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long open connections may keep going after a stop signal.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+use crate::admin::Health;
+use crate::config::Timeouts;
+
+/// The process-wide controls every accept loop and connection hangs off.
+#[derive(Clone, Default)]
+pub struct Serving {
+    /// Cancelled to stop accepting (drain starts).
+    pub accept: CancellationToken,
+    /// Cancelled to close connections still open when the drain period ends.
+    pub force: CancellationToken,
+    pub tracker: TaskTracker,
+}
 
 /// Cancels `token` on the first SIGTERM or SIGINT.
 pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
@@ -18,24 +29,42 @@ pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = token.cancelled() => return,
         };
-        tracing::info!(signal = name, "stopping: no new connections");
+        tracing::info!(signal = name, "stop requested");
         token.cancel();
     });
     Ok(())
 }
 
-/// Waits for the tracked connections to finish, at most `grace`; true when all finished.
-pub async fn drain(tracker: TaskTracker, grace: Duration) -> bool {
-    tracker.close();
-    let open = tracker.len();
-    let finished = tokio::time::timeout(grace, tracker.wait()).await.is_ok();
-    if !finished {
-        tracing::warn!(
-            open,
-            ?grace,
-            "grace period over; closing the remaining connections"
-        );
+/// Runs the stop sequence once `requested` is cancelled; returns when the process may exit.
+pub async fn stop_when(
+    requested: CancellationToken,
+    health: &Health,
+    timeouts: Timeouts,
+    serving: Serving,
+) {
+    requested.cancelled().await;
+    health.set_draining();
+    if !timeouts.shutdown_delay.is_zero() {
+        tracing::info!(delay = ?timeouts.shutdown_delay, "still accepting while the delay runs");
+        tokio::time::sleep(timeouts.shutdown_delay).await;
     }
-    finished
+    serving.accept.cancel();
+    serving.tracker.close();
+    let open = serving.tracker.len();
+    tracing::info!(open, grace = ?timeouts.drain, "no longer accepting; draining");
+    if tokio::time::timeout(timeouts.drain, serving.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = serving.tracker.len(),
+            "drain period over; closing the rest"
+        );
+        serving.force.cancel();
+        // Relays end at once when forced; the bound only guards against a stuck peer write.
+        let _ = tokio::time::timeout(Duration::from_secs(5), serving.tracker.wait()).await;
+    }
+    tracing::info!("stopped");
 }

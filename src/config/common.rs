@@ -36,6 +36,17 @@ pub struct Timeouts {
     /// The TCP connect to the backend (gateway) or to the gateway (sidecar).
     #[serde(default = "Timeouts::default_connect", with = "humantime_serde")]
     pub connect: Duration,
+    /// After a stop request, how long open connections may finish before they are closed.
+    #[serde(default = "Timeouts::default_drain", with = "humantime_serde")]
+    pub drain: Duration,
+    /// After a stop request, how long to keep accepting (readiness already off): time for
+    /// Kubernetes to take the pod out of its Service, or for a worker to finish its last task.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// How often the far side (backends, or the gateway for the sidecar) is probed; `0s`
+    /// turns probing off (then a sidecar is ready as soon as it listens).
+    #[serde(default = "Timeouts::default_probe_interval", with = "humantime_serde")]
+    pub probe_interval: Duration,
 }
 
 impl Timeouts {
@@ -45,6 +56,12 @@ impl Timeouts {
     fn default_connect() -> Duration {
         Duration::from_secs(5)
     }
+    fn default_drain() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_probe_interval() -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 impl Default for Timeouts {
@@ -52,6 +69,9 @@ impl Default for Timeouts {
         Timeouts {
             handshake: Self::default_handshake(),
             connect: Self::default_connect(),
+            drain: Self::default_drain(),
+            shutdown_delay: Duration::ZERO,
+            probe_interval: Self::default_probe_interval(),
         }
     }
 }

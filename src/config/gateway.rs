@@ -14,6 +14,8 @@ use crate::tls::identity::AllowRule;
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
+    pub admin: Option<SocketAddr>,
     pub tls: GatewayTls,
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -27,6 +29,15 @@ pub struct GatewayTls {
     pub key: PathBuf,
     /// When set, every route requires a client certificate issued by this CA.
     pub client_ca: Option<PathBuf>,
+}
+
+impl GatewayTls {
+    /// The files a running gateway watches for changes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.cert.clone(), self.key.clone()];
+        files.extend(self.client_ca.clone());
+        files
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,8 @@ use super::Invalid;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
+    /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
+    pub admin: Option<SocketAddr>,
     pub tls: SidecarTls,
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -25,6 +27,16 @@ pub struct SidecarTls {
     pub ca: PathBuf,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+}
+
+impl SidecarTls {
+    /// The files a running sidecar watches for changes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.ca.clone()];
+        files.extend(self.cert.clone());
+        files.extend(self.key.clone());
+        files
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -72,7 +72,7 @@ async fn preamble(tcp: &mut TcpStream) -> Result<bool, Refusal> {
             startup @ Packet::Startup(_) => {
                 let message = "snigate: this port requires TLS: use sslmode=require, \
                                sslnegotiation=direct, or the snigate sidecar";
-                let _ = postgres::refuse(tcp, Some(startup), message).await;
+                let _ = postgres::refuse(tcp, startup.bytes(), message).await;
                 return Err(Refusal::Plaintext("StartupMessage"));
             }
         }

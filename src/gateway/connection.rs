@@ -3,41 +3,67 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::accept::accept;
 use super::refusal::Refusal;
-use super::Gateway;
+use super::{Gateway, Snapshot};
 use crate::closing;
+use crate::config::Protocol;
 use crate::dial::dial;
+use crate::error::Classified;
 use crate::listener::Accepted;
+use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol;
 use crate::relay::relay;
 use crate::routing::Route;
 use crate::tls::identity::Identity;
 
-pub async fn handle(gateway: Arc<Gateway>, conn: Accepted) {
+/// Room for a client's first write (a Redis command, a PostgreSQL StartupMessage).
+const GREETING_CAPACITY: usize = 16 * 1024;
+
+pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, force: CancellationToken) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, route = tracing::field::Empty, client = tracing::field::Empty);
     async move {
         let started = Instant::now();
-        if let Err(refusal) = serve(&gateway, conn.stream).await {
+        let snapshot = gateway.snapshot();
+        if let Err((route, refusal)) = serve(&gateway, &snapshot, conn.stream, &force).await {
             closing::log_refused(started, &refusal);
-        } else {
-            tracing::debug!("served");
+            let label = Metrics::reason(route.as_deref().unwrap_or(""), refusal.reason());
+            match route {
+                Some(_) => gateway.metrics.refusals.get_or_create(&label).inc(),
+                None => gateway
+                    .metrics
+                    .handshake_failures
+                    .get_or_create(&label)
+                    .inc(),
+            };
         }
     }
     .instrument(span)
     .await;
 }
 
-async fn serve(gateway: &Gateway, tcp: TcpStream) -> Result<(), Refusal> {
+/// On refusal, also returns the route's name when one had been chosen.
+async fn serve(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    tcp: TcpStream,
+    force: &CancellationToken,
+) -> Result<(), (Option<String>, Refusal)> {
     let started = Instant::now();
-    let deadline = gateway.timeouts.handshake;
-    let (route, mut tls) = tokio::time::timeout(deadline, accept(tcp, &gateway.routes))
+    let deadline = snapshot.config.timeouts.handshake;
+    let (route, mut tls) = tokio::time::timeout(deadline, accept(tcp, &snapshot.routes))
         .await
-        .map_err(|_| Refusal::HandshakeTimeout(deadline))??;
+        .map_err(|_| Refusal::HandshakeTimeout(deadline))
+        .and_then(|accepted| accepted)
+        .map_err(|refusal| (None, refusal))?;
+    let on_route = |refusal| (Some(route.name.clone()), refusal);
+    let _open = OpenGuard::new(&gateway.metrics, &route.name);
     let span = tracing::Span::current();
     span.record("route", route.name.as_str());
     let identity = identity(&tls);
@@ -45,14 +71,40 @@ async fn serve(gateway: &Gateway, tcp: TcpStream) -> Result<(), Refusal> {
         span.record("client", tracing::field::display(id));
     }
     if let Err(refusal) = authorize(&route, identity.as_ref()) {
-        return refuse(&route, &mut tls, refusal, deadline).await;
+        return Err(on_route(
+            refuse(&route, &mut tls, &[], refusal, deadline).await,
+        ));
     }
-    let backend = match connect(&route, gateway.timeouts.connect).await {
-        Ok(backend) => backend,
-        Err(refusal) => return refuse(&route, &mut tls, refusal, deadline).await,
+    let Some(greeting) = greeting(&route, &mut tls).await else {
+        tracing::debug!("client closed before sending anything");
+        return Ok(());
     };
-    let outcome = relay(tls, backend).await;
+    let connect_started = Instant::now();
+    let mut backend = match connect(&route, snapshot.config.timeouts.connect).await {
+        Ok(backend) => backend,
+        Err(refusal) => {
+            return Err(on_route(
+                refuse(&route, &mut tls, &greeting, refusal, deadline).await,
+            ))
+        }
+    };
+    gateway
+        .metrics
+        .connect_seconds
+        .get_or_create(&Metrics::route(&route.name))
+        .observe(connect_started.elapsed().as_secs_f64());
+    if backend.write_all(&greeting).await.is_err() {
+        return Ok(());
+    }
+    let mut outcome = relay(tls, backend, force).await;
+    outcome.from_client += greeting.len() as u64;
     closing::log_relayed(started, &outcome);
+    gateway.metrics.record_relayed(
+        &route.name,
+        outcome.from_client,
+        outcome.from_backend,
+        started.elapsed(),
+    );
     Ok(())
 }
 
@@ -69,6 +121,20 @@ fn authorize(route: &Route, identity: Option<&Identity>) -> Result<(), Refusal> 
     Err(Refusal::NotAllowed(who))
 }
 
+/// Redis and PostgreSQL clients speak first, so the backend is dialled only once the client
+/// has: a connection that only completes TLS (a health probe, a port scan) costs the backend
+/// nothing. Server-first `tcp` protocols are dialled at once. `None`: closed without a word.
+async fn greeting(route: &Route, tls: &mut TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    if route.protocol == Protocol::Tcp {
+        return Some(Vec::new());
+    }
+    let mut greeting = Vec::with_capacity(GREETING_CAPACITY);
+    match tls.read_buf(&mut greeting).await {
+        Ok(n) if n > 0 => Some(greeting),
+        _ => None,
+    }
+}
+
 async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal> {
     dial(&route.backend, deadline)
         .await
@@ -83,14 +149,12 @@ async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal
 async fn refuse(
     route: &Route,
     tls: &mut TlsStream<TcpStream>,
+    greeting: &[u8],
     refusal: Refusal,
     deadline: Duration,
-) -> Result<(), Refusal> {
+) -> Refusal {
     let message = format!("snigate: {}: {}", route.name, refusal.client_message());
-    let _ = tokio::time::timeout(
-        deadline,
-        protocol::refuse(route.protocol, tls, None, &message),
-    )
-    .await;
-    Err(refusal)
+    let reply = protocol::refuse(route.protocol, tls, greeting, &message);
+    let _ = tokio::time::timeout(deadline, reply).await;
+    refusal
 }

@@ -7,21 +7,21 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::Protocol;
 
-/// Tells a client why it will not be served, in its own protocol, then closes. `first` is the
-/// PostgreSQL startup packet when the caller has already read it. A plain `tcp` route has no
-/// error message format, so it is simply closed.
+/// Tells a client why it will not be served, in its own protocol, then closes. `greeting` is
+/// what the caller already read from the client (possibly nothing). A plain `tcp` route has
+/// no error message format, so it is simply closed.
 pub async fn refuse<S>(
     protocol: Protocol,
     stream: &mut S,
-    first: Option<postgres::Packet>,
+    greeting: &[u8],
     message: &str,
 ) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match protocol {
-        Protocol::Redis => redis::refuse(stream, message).await,
-        Protocol::Postgres => postgres::refuse(stream, first, message).await,
+        Protocol::Redis => redis::refuse(stream, greeting, message).await,
+        Protocol::Postgres => postgres::refuse(stream, greeting, message).await,
         Protocol::Tcp => stream.shutdown().await,
     }
 }

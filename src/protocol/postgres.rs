@@ -21,6 +21,16 @@ pub enum Packet {
     Startup(Vec<u8>),
 }
 
+impl Packet {
+    /// The bytes to forward: empty for the preambles, which are answered, never forwarded.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Packet::Cancel(bytes) | Packet::Startup(bytes) => bytes,
+            Packet::SslRequest | Packet::GssEncRequest => &[],
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
     #[error("startup packet length {0} is outside 8..=10000")]
@@ -78,15 +88,13 @@ pub fn error_response(message: &str) -> Vec<u8> {
 }
 
 /// Answers a client that is waiting to start a session: an ErrorResponse to a StartupMessage,
-/// nothing to a CancelRequest (PostgreSQL never answers those either).
-pub async fn refuse<S>(stream: &mut S, first: Option<Packet>, message: &str) -> std::io::Result<()>
+/// nothing to a CancelRequest (PostgreSQL never answers those either). `greeting` holds the
+/// bytes of the first packet already read, if any.
+pub async fn refuse<S>(stream: &mut S, greeting: &[u8], message: &str) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let first = match first {
-        Some(packet) => Some(packet),
-        None => read_packet(stream).await.ok(),
-    };
+    let first = read_packet(&mut greeting.chain(&mut *stream)).await.ok();
     if let Some(Packet::Startup(_)) = first {
         stream.write_all(&error_response(message)).await?;
     }

@@ -27,20 +27,23 @@ pub fn error_reply(message: &str) -> BytesMut {
 
 /// Waits for the client's first command (a client reads a reply only after it has written one),
 /// answers it with the error and closes.
-pub async fn refuse<S>(stream: &mut S, message: &str) -> std::io::Result<()>
+pub async fn refuse<S>(stream: &mut S, greeting: &[u8], message: &str) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    read_first_command(stream).await?;
+    read_first_command(stream, greeting).await?;
     stream.write_all(&error_reply(message)).await?;
     stream.shutdown().await
 }
 
 /// Reads until one whole command (RESP array or inline line) has arrived, EOF, or the cap.
-async fn read_first_command<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(1024);
-    while buf.len() < MAX_FIRST_COMMAND {
-        if stream.read_buf(&mut buf).await? == 0 || is_complete(&buf) {
+async fn read_first_command<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    greeting: &[u8],
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::from(greeting);
+    while buf.len() < MAX_FIRST_COMMAND && !is_complete(&buf) {
+        if stream.read_buf(&mut buf).await? == 0 {
             break;
         }
     }
@@ -81,8 +84,10 @@ mod tests {
     #[tokio::test]
     async fn refuse_answers_the_first_command_then_closes() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
-        refuse(&mut server, "snigate: r: down").await.unwrap();
+        client.write_all(b"\r\n$4\r\nPING\r\n").await.unwrap();
+        refuse(&mut server, b"*1", "snigate: r: down")
+            .await
+            .unwrap();
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await.unwrap();
         assert_eq!(reply, b"-ERR snigate: r: down\r\n");

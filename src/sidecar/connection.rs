@@ -5,44 +5,77 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::failure::Failure;
-use super::Tunnel;
+use super::{Sidecar, Tunnel};
 use crate::closing;
 use crate::config::Protocol;
+use crate::error::Classified;
 use crate::listener::Accepted;
+use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol;
 use crate::protocol::postgres::{self, PacketError};
 use crate::relay::relay;
 
-pub async fn handle(tunnel: Arc<Tunnel>, conn: Accepted) {
-    let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, tunnel = %tunnel.name);
+pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, force: CancellationToken) {
+    let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, tunnel = %name);
     async move {
         let started = Instant::now();
-        if let Err(failure) = serve(&tunnel, conn.stream, started).await {
+        // A tunnel removed by a reload after this connection was accepted: nothing to serve.
+        let Some(tunnel) = sidecar.snapshot().tunnels.get(&name).cloned() else {
+            return;
+        };
+        let _open = OpenGuard::new(&sidecar.metrics, &name);
+        if let Err(failure) = serve(&sidecar, &tunnel, conn.stream, started, &force).await {
             closing::log_refused(started, &failure);
+            let label = Metrics::reason(&name, failure.reason());
+            sidecar.metrics.refusals.get_or_create(&label).inc();
         }
     }
     .instrument(span)
     .await;
 }
 
-async fn serve(tunnel: &Tunnel, mut local: TcpStream, started: Instant) -> Result<(), Failure> {
+async fn serve(
+    sidecar: &Sidecar,
+    tunnel: &Tunnel,
+    mut local: TcpStream,
+    started: Instant,
+    force: &CancellationToken,
+) -> Result<(), Failure> {
     let first = match tunnel.protocol {
         Protocol::Postgres => Some(postgres_preamble(tunnel, &mut local).await?),
         _ => None,
     };
+    let greeting = first.as_ref().map_or(&[][..], postgres::Packet::bytes);
+    let connect_started = Instant::now();
     let mut gateway = match tunnel.connect().await {
         Ok(gateway) => gateway,
-        Err(failure) => return refuse(tunnel, local, first, failure).await,
+        Err(failure) => return Err(refuse(tunnel, local, greeting, failure).await),
     };
-    if let Some(packet) = &first {
-        forward(&mut gateway, packet).await?;
-    }
-    let outcome = relay(local, gateway).await;
+    let label = Metrics::route(&tunnel.name);
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
+    sidecar
+        .metrics
+        .connect_seconds
+        .get_or_create(&label)
+        .observe(connect_seconds);
+    gateway
+        .write_all(greeting)
+        .await
+        .map_err(Failure::Forward)?;
+    let mut outcome = relay(local, gateway, force).await;
+    outcome.from_client += greeting.len() as u64;
     closing::log_relayed(started, &outcome);
+    let lasted = started.elapsed();
+    sidecar.metrics.record_relayed(
+        &tunnel.name,
+        outcome.from_client,
+        outcome.from_backend,
+        lasted,
+    );
     Ok(())
 }
 
@@ -68,25 +101,14 @@ async fn postgres_preamble(
         .map_err(|_| Failure::PreambleTimeout(deadline))?
 }
 
-async fn forward(
-    gateway: &mut TlsStream<TcpStream>,
-    packet: &postgres::Packet,
-) -> Result<(), Failure> {
-    let bytes = match packet {
-        postgres::Packet::Startup(bytes) | postgres::Packet::Cancel(bytes) => bytes,
-        postgres::Packet::SslRequest | postgres::Packet::GssEncRequest => return Ok(()),
-    };
-    gateway.write_all(bytes).await.map_err(Failure::Forward)
-}
-
 async fn refuse(
     tunnel: &Tunnel,
     mut local: TcpStream,
-    first: Option<postgres::Packet>,
+    greeting: &[u8],
     failure: Failure,
-) -> Result<(), Failure> {
+) -> Failure {
     let message = format!("snigate: {}: {}", tunnel.name, failure);
-    let reply = protocol::refuse(tunnel.protocol, &mut local, first, &message);
+    let reply = protocol::refuse(tunnel.protocol, &mut local, greeting, &message);
     let _ = tokio::time::timeout(tunnel.timeouts.handshake, reply).await;
-    Err(failure)
+    failure
 }

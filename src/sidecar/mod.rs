@@ -2,113 +2,142 @@
 
 mod connection;
 mod failure;
+mod listeners;
+mod reload;
+mod tunnel;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls_pki_types::ServerName;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
+use arc_swap::ArcSwap;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::{ConfigError, HostPort, Invalid, Protocol, SidecarConfig, Timeouts};
-use crate::dial::{dial, timed_out};
-use crate::listener;
+use crate::admin::Health;
+use crate::config::{self, ConfigError, Invalid, SidecarConfig};
+use crate::metrics::Metrics;
+use crate::reload::{FileWatch, Fingerprints};
+use crate::shutdown::Serving;
 use crate::tls::client::ClientTls;
 
 pub use failure::Failure;
+use tunnel::Tunnel;
 
-/// One configured tunnel, ready to open TLS connections to the gateway.
-pub struct Tunnel {
-    name: String,
-    protocol: Protocol,
-    connect: HostPort,
-    server_name: ServerName<'static>,
-    tls: TlsConnector,
-    timeouts: Timeouts,
+/// What one config (and the certificate files it names) turned into; replaced whole on reload.
+pub struct Snapshot {
+    pub config: SidecarConfig,
+    tunnels: HashMap<String, Arc<Tunnel>>,
+    files: Fingerprints,
 }
 
 pub struct Sidecar {
-    tunnels: Vec<(Arc<Tunnel>, std::net::SocketAddr)>,
+    file: PathBuf,
+    current: ArcSwap<Snapshot>,
+    watch: FileWatch,
+    listeners: listeners::Listeners,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
 impl Sidecar {
-    /// Loads the CA and client certificate and prepares every tunnel; all `--check` needs.
-    pub fn new(config: &SidecarConfig, file: &Path) -> Result<Sidecar, ConfigError> {
+    /// Loads the config, the CA and the client certificate; all `--check` needs.
+    pub fn load(file: &Path) -> Result<Sidecar, ConfigError> {
+        let metrics = Metrics::new();
+        let snapshot = Snapshot::build(config::load_sidecar(file)?, file, &metrics)?;
+        let health = Arc::new(Health::default());
+        for name in snapshot.tunnels.keys() {
+            health.report(
+                &format!("tunnel:{name}"),
+                false,
+                true,
+                "not probed yet".into(),
+            );
+        }
+        Ok(Sidecar {
+            file: file.to_owned(),
+            current: ArcSwap::from_pointee(snapshot),
+            watch: FileWatch::default(),
+            listeners: listeners::Listeners::default(),
+            metrics,
+            health,
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Binds every tunnel (all or none) and starts serving and probing them.
+    pub async fn start(self: &Arc<Self>, serving: Serving) -> Result<(), String> {
+        self.listeners.set_serving(serving.clone());
+        self.bind_tunnels(&self.snapshot()).await?;
+        self.health.set_started();
+        if !self.snapshot().config.timeouts.probe_interval.is_zero() {
+            tokio::spawn(self.clone().probe_tunnels(serving.accept));
+        }
+        Ok(())
+    }
+
+    /// A full TLS handshake to the gateway for every tunnel, each interval: the sidecar is
+    /// ready only while every tunnel could carry a connection.
+    async fn probe_tunnels(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let snapshot = self.snapshot();
+            for tunnel in snapshot.tunnels.values() {
+                let result = tunnel.connect().await;
+                let detail = result
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                let ok = result.is_ok();
+                if let Ok(mut tls) = result {
+                    let _ = tls.shutdown().await;
+                }
+                self.health
+                    .report(&format!("tunnel:{}", tunnel.name), ok, true, detail);
+                let label = Metrics::route(&tunnel.name);
+                self.metrics
+                    .far_side_up
+                    .get_or_create(&label)
+                    .set(i64::from(ok));
+            }
+            self.health.retain(|name| {
+                name.strip_prefix("tunnel:")
+                    .is_none_or(|t| snapshot.tunnels.contains_key(t))
+            });
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(snapshot.config.timeouts.probe_interval) => {}
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    fn build(
+        config: SidecarConfig,
+        file: &Path,
+        metrics: &Metrics,
+    ) -> Result<Snapshot, ConfigError> {
+        let files = Fingerprints::of(&config.tls.files());
         let tls = ClientTls::load(&config.tls).map_err(|e| ConfigError::invalid(file, e))?;
-        let mut tunnels = Vec::new();
+        let mut certs = vec![config.tls.ca.as_path()];
+        certs.extend(config.tls.cert.as_deref());
+        crate::tls::record_expiry(&certs, metrics);
+        let mut tunnels = HashMap::new();
         for (i, t) in config.tunnels.iter().enumerate() {
-            let server_name = ServerName::try_from(t.server_name.clone()).map_err(|e| {
+            let tunnel = Tunnel::new(t, &tls, config.timeouts).ok_or_else(|| {
                 let key = format!("tunnels[{i}].server_name");
-                ConfigError::invalid(file, Invalid::new(key, e.to_string(), "use a DNS name"))
+                ConfigError::invalid(file, Invalid::new(key, "not a DNS name", "use a DNS name"))
             })?;
-            let tunnel = Tunnel {
-                name: t.name.clone(),
-                protocol: t.protocol,
-                connect: t.connect.clone(),
-                server_name,
-                tls: TlsConnector::from(tls.tunnel_config(t.protocol)),
-                timeouts: config.timeouts,
-            };
-            tunnels.push((Arc::new(tunnel), t.listen));
+            tunnels.insert(t.name.clone(), tunnel);
         }
-        Ok(Sidecar { tunnels })
-    }
-
-    /// Binds every tunnel's listener first, so that one bad address stops the sidecar before
-    /// any tunnel serves.
-    pub async fn bind(&self) -> Result<Vec<(Arc<Tunnel>, TcpListener)>, (String, std::io::Error)> {
-        let mut bound = Vec::new();
-        for (tunnel, addr) in &self.tunnels {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| (format!("tunnel {} listen {addr}", tunnel.name), e))?;
-            bound.push((tunnel.clone(), listener));
-        }
-        Ok(bound)
-    }
-}
-
-/// Serves the bound tunnels until `shutdown` is cancelled.
-pub async fn serve(
-    bound: Vec<(Arc<Tunnel>, TcpListener)>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let mut loops = tokio::task::JoinSet::new();
-    for (tunnel, listener) in bound {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(role = %"sidecar", tunnel = %tunnel.name, addr = %addr, "listening");
-        }
-        let (shutdown, tracker) = (shutdown.clone(), tracker.clone());
-        loops.spawn(listener::serve(listener, shutdown, tracker, move |conn| {
-            connection::handle(tunnel.clone(), conn)
-        }));
-    }
-    while loops.join_next().await.is_some() {}
-}
-
-impl Tunnel {
-    /// TCP then TLS to the gateway, each under its deadline; never a plaintext fallback.
-    async fn connect(&self) -> Result<TlsStream<TcpStream>, Failure> {
-        let addr = &self.connect;
-        let tcp =
-            dial(addr, self.timeouts.connect)
-                .await
-                .map_err(|source| Failure::Unreachable {
-                    addr: addr.clone(),
-                    source,
-                })?;
-        let handshake = self.tls.connect(self.server_name.clone(), tcp);
-        let failed = |source| Failure::Handshake {
-            addr: addr.clone(),
-            source,
-        };
-        tokio::time::timeout(self.timeouts.handshake, handshake)
-            .await
-            .map_err(|_| failed(timed_out(self.timeouts.handshake)))?
-            .map_err(failed)
+        Ok(Snapshot {
+            config,
+            tunnels,
+            files,
+        })
     }
 }

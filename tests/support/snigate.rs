@@ -41,7 +41,8 @@ impl Route {
 
 /// Gateway YAML: the Pki's server cert, `client_ca` = the Pki's CA when `mtls`.
 pub fn gateway_yaml(listen: &str, pki: &Pki, mtls: bool, routes: &[Route]) -> String {
-    let mut y = format!("listen: {listen}\ntls:\n");
+    // No background backend probes: tests count every connection a backend receives.
+    let mut y = format!("listen: {listen}\ntimeouts: {{probe_interval: 0s}}\ntls:\n");
     y += &format!(
         "  cert: {}\n  key: {}\n",
         p(&pki.server_cert()),

@@ -1,0 +1,205 @@
+//! Prometheus metrics, labelled by route (gateway) or tunnel (sidecar).
+//!
+//! Everything is recorded per connection or per event, never per byte read, so the data path
+//! pays nothing for it.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub route: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub route: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabel {
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    pub what: &'static str,
+    pub result: &'static str,
+}
+
+type Histograms = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    pub open: Family<RouteLabel, Gauge>,
+    pub accepted: Family<RouteLabel, Counter>,
+    /// Failures before a route is known (no SNI, not TLS, bad certificate…): route is "".
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Clients refused after the handshake (identity, far side unreachable).
+    pub refusals: Family<ReasonLabel, Counter>,
+    pub bytes: Family<DirectionLabel, Counter>,
+    pub connect_seconds: Histograms,
+    pub duration_seconds: Histograms,
+    pub cert_expiry: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    pub reloads: Family<ReloadLabel, Counter>,
+    /// 1 when the last health probe of the backend (gateway) or gateway (sidecar) passed.
+    pub far_side_up: Family<RouteLabel, Gauge>,
+    registry: Registry,
+}
+
+fn connect_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 4.0, 12))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("snigate");
+        let m = Metrics {
+            open: Family::default(),
+            accepted: Family::default(),
+            handshake_failures: Family::default(),
+            refusals: Family::default(),
+            bytes: Family::default(),
+            connect_seconds: Family::new_with_constructor(connect_histogram),
+            duration_seconds: Family::new_with_constructor(duration_histogram),
+            cert_expiry: Family::default(),
+            reloads: Family::default(),
+            far_side_up: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections_open",
+            "Connections being relayed",
+            m.open.clone(),
+        );
+        r.register(
+            "connections",
+            "Connections that reached a route or tunnel",
+            m.accepted.clone(),
+        );
+        r.register(
+            "handshake_failures",
+            "Connections refused before a route was chosen",
+            m.handshake_failures.clone(),
+        );
+        r.register(
+            "refusals",
+            "Connections refused after the handshake",
+            m.refusals.clone(),
+        );
+        r.register("bytes", "Bytes relayed, by direction", m.bytes.clone());
+        r.register(
+            "connect_seconds",
+            "Time to connect to the far side",
+            m.connect_seconds.clone(),
+        );
+        r.register(
+            "connection_duration_seconds",
+            "Lifetime of relayed connections",
+            m.duration_seconds.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of each loaded certificate",
+            m.cert_expiry.clone(),
+        );
+        r.register(
+            "reloads",
+            "Config and certificate reloads",
+            m.reloads.clone(),
+        );
+        r.register(
+            "far_side_up",
+            "Last health probe of the backend or gateway passed",
+            m.far_side_up.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    pub fn route(name: &str) -> RouteLabel {
+        RouteLabel {
+            route: name.to_owned(),
+        }
+    }
+
+    pub fn reason(route: &str, reason: &str) -> ReasonLabel {
+        ReasonLabel {
+            route: route.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    pub fn record_relayed(
+        &self,
+        route: &str,
+        from_client: u64,
+        from_far_side: u64,
+        lasted: Duration,
+    ) {
+        for (direction, n) in [("from_client", from_client), ("to_client", from_far_side)] {
+            let label = DirectionLabel {
+                route: route.to_owned(),
+                direction,
+            };
+            self.bytes.get_or_create(&label).inc_by(n);
+        }
+        self.duration_seconds
+            .get_or_create(&Self::route(route))
+            .observe(lasted.as_secs_f64());
+    }
+
+    pub fn record_reload(&self, what: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads
+            .get_or_create(&ReloadLabel { what, result })
+            .inc();
+    }
+
+    /// The Prometheus text exposition (OpenMetrics) of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+pub struct OpenGuard {
+    gauge: Gauge,
+}
+
+impl OpenGuard {
+    pub fn new(metrics: &Metrics, route: &str) -> OpenGuard {
+        let label = Metrics::route(route);
+        metrics.accepted.get_or_create(&label).inc();
+        let gauge = metrics.open.get_or_create(&label).clone();
+        gauge.inc();
+        OpenGuard { gauge }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

@@ -1,0 +1,57 @@
+//! One configured tunnel, ready to open TLS connections to the gateway.
+
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::failure::Failure;
+use crate::config::{HostPort, Protocol, Timeouts, TunnelConfig};
+use crate::dial::{dial, timed_out};
+use crate::tls::client::ClientTls;
+
+pub struct Tunnel {
+    pub name: String,
+    pub protocol: Protocol,
+    connect: HostPort,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    pub timeouts: Timeouts,
+}
+
+impl Tunnel {
+    /// `config.server_name` has been validated as a DNS name when the config was loaded.
+    pub fn new(config: &TunnelConfig, tls: &ClientTls, timeouts: Timeouts) -> Option<Arc<Tunnel>> {
+        Some(Arc::new(Tunnel {
+            name: config.name.clone(),
+            protocol: config.protocol,
+            connect: config.connect.clone(),
+            server_name: ServerName::try_from(config.server_name.clone()).ok()?,
+            tls: TlsConnector::from(tls.tunnel_config(config.protocol)),
+            timeouts,
+        }))
+    }
+
+    /// TCP then TLS to the gateway, each under its deadline; never a plaintext fallback.
+    pub async fn connect(&self) -> Result<TlsStream<TcpStream>, Failure> {
+        let addr = &self.connect;
+        let tcp =
+            dial(addr, self.timeouts.connect)
+                .await
+                .map_err(|source| Failure::Unreachable {
+                    addr: addr.clone(),
+                    source,
+                })?;
+        let handshake = self.tls.connect(self.server_name.clone(), tcp);
+        let failed = |source| Failure::Handshake {
+            addr: addr.clone(),
+            source,
+        };
+        tokio::time::timeout(self.timeouts.handshake, handshake)
+            .await
+            .map_err(|_| failed(timed_out(self.timeouts.handshake)))?
+            .map_err(failed)
+    }
+}
