@@ -37,6 +37,8 @@ PG_PORT=15432
 GATEWAY_ADDR=127.0.0.1:8443
 SIDECAR_REDIS_PORT=6379
 SIDECAR_PG_PORT=5432
+GATEWAY_ADMIN_PORT=9090 # config/gateway.yaml admin:
+SIDECAR_ADMIN_PORT=9091 # config/sidecar.yaml admin:
 export RUST_LOG="${RUST_LOG:-info}"
 
 # name -> pid and name -> log of what we started, in start order (stopped in reverse).
@@ -148,7 +150,9 @@ check_ports() {
     local addr port who taken=0 system=0 pidfile
     for addr in "127.0.0.1:$REDIS_PORT redis-server" "127.0.0.1:$PG_PORT postgres" \
         "$GATEWAY_ADDR snigate-gateway" "127.0.0.1:$SIDECAR_REDIS_PORT snigate-sidecar(redis)" \
-        "127.0.0.1:$SIDECAR_PG_PORT snigate-sidecar(postgres)"; do
+        "127.0.0.1:$SIDECAR_PG_PORT snigate-sidecar(postgres)" \
+        "127.0.0.1:$GATEWAY_ADMIN_PORT snigate-gateway(admin)" \
+        "127.0.0.1:$SIDECAR_ADMIN_PORT snigate-sidecar(admin)"; do
         port="${addr%% *}"
         port="${port##*:}"
         who="$(port_listener "$port")"
