@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,16 +18,21 @@ pub struct Accepted {
     pub id: u64,
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// Held for the connection's lifetime: its place under `limits.max_connections`.
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// Longest pause after repeated accept failures (EMFILE and friends): long enough not to spin,
 /// short enough to pick up again soon after descriptors are freed.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Accepts until `shutdown`. At `limit` open connections it stops accepting, so new clients
+/// wait in the kernel's backlog instead of costing memory here.
 pub async fn serve<H, F>(
     listener: TcpListener,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    limit: Arc<Semaphore>,
     handle: H,
 ) where
     H: Fn(Accepted) -> F,
@@ -33,6 +41,13 @@ pub async fn serve<H, F>(
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let mut backoff = Duration::from_millis(5);
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -42,7 +57,12 @@ pub async fn serve<H, F>(
                 backoff = Duration::from_millis(5);
                 crate::dial::tune(&stream);
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(handle(Accepted { id, stream, peer }));
+                tracker.spawn(handle(Accepted {
+                    id,
+                    stream,
+                    peer,
+                    permit,
+                }));
             }
             Err(e) => {
                 tracing::warn!(error = %e, pause = ?backoff, "accept failed; pausing");

@@ -121,7 +121,7 @@ fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let listener = bind(file, "listen", config.listen).await?;
         let admin = bind_admin(file, config.admin).await?;
-        let (serving, requested) = (Serving::default(), CancellationToken::new());
+        let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
         start_common(admin, &gateway.metrics, &gateway.health, &requested)?;
         reload::spawn(gateway.clone(), serving.accept.clone())?;
         tokio::spawn(gateway.clone().serve(listener, serving.clone()));
@@ -139,7 +139,7 @@ fn run_sidecar(file: &Path, check: bool) -> anyhow::Result<()> {
     }
     runtime()?.block_on(async {
         let admin = bind_admin(file, config.admin).await?;
-        let (serving, requested) = (Serving::default(), CancellationToken::new());
+        let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
         sidecar
             .start(serving.clone())
             .await

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{HostPort, Protocol, RouteConfig};
+use crate::gateway::Refusal;
 use crate::tls::identity::AllowRule;
 
 /// Everything the gateway needs to serve one route.
@@ -15,6 +17,22 @@ pub struct Route {
     pub backend: HostPort,
     pub allow: Vec<AllowRule>,
     pub tls: Arc<ServerConfig>,
+    /// `max_connections` of the route, as permits; `None` when unlimited.
+    limit: Option<(usize, Arc<Semaphore>)>,
+}
+
+impl Route {
+    /// A place among the route's open connections, held until dropped.
+    pub fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+        match &self.limit {
+            None => Ok(None),
+            Some((max, slots)) => slots
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Refusal::RouteFull(*max)),
+        }
+    }
 }
 
 /// Why a ClientHello matched no route.
@@ -45,6 +63,9 @@ impl RouteTable {
                 backend: config.backend.clone(),
                 allow: config.allow.clone(),
                 tls: tls_for(config.protocol),
+                limit: config
+                    .max_connections
+                    .map(|max| (max, Arc::new(Semaphore::new(max)))),
             });
             for name in &config.server_names {
                 by_name.insert(name.clone(), route.clone());
@@ -90,7 +111,7 @@ mod tests {
         let config: GatewayConfig = parse_str(
             "listen: 127.0.0.1:0\ntls: {cert: c, key: k}\nroutes:\n\
              - {name: r, server_names: [redis.example.test, cache.example.test], protocol: redis, backend: 'h:1'}\n\
-             - {name: p, server_names: [pg.example.test], protocol: postgres, backend: 'h:2'}\n",
+             - {name: p, server_names: [pg.example.test], protocol: postgres, backend: 'h:2', max_connections: 1}\n",
         )
         .unwrap();
         let tls = Arc::new(
@@ -109,6 +130,22 @@ mod tests {
         assert_eq!(t.lookup(Some("redis.example.test")).unwrap().name, "r");
         assert_eq!(t.lookup(Some("CACHE.Example.TEST")).unwrap().name, "r");
         assert_eq!(t.lookup(Some("pg.example.test")).unwrap().name, "p");
+    }
+
+    #[test]
+    fn a_route_admits_up_to_its_limit_and_frees_places_on_drop() {
+        let t = table();
+        let pg = t.lookup(Some("pg.example.test")).unwrap();
+        let first = pg.admit().unwrap();
+        assert!(first.is_some());
+        assert!(matches!(pg.admit(), Err(Refusal::RouteFull(1))));
+        drop(first);
+        assert!(pg.admit().unwrap().is_some());
+        let redis = t.lookup(Some("redis.example.test")).unwrap();
+        assert!(
+            redis.admit().unwrap().is_none(),
+            "no limit, no permit to hold"
+        );
     }
 
     #[test]

@@ -2,23 +2,41 @@
 //! configured delay, stops accepting, lets open connections finish within the drain period,
 //! then closes what is left.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
-use crate::config::Timeouts;
+use crate::config::{Limits, Timeouts};
 
 /// The process-wide controls every accept loop and connection hangs off.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Serving {
     /// Cancelled to stop accepting (drain starts).
     pub accept: CancellationToken,
     /// Cancelled to close connections still open when the drain period ends.
     pub force: CancellationToken,
     pub tracker: TaskTracker,
+    /// One permit per open connection.
+    pub connections: Arc<Semaphore>,
+    /// One permit per TLS handshake in progress.
+    pub handshakes: Arc<Semaphore>,
+}
+
+impl Serving {
+    pub fn new(limits: Limits) -> Serving {
+        Serving {
+            accept: CancellationToken::new(),
+            force: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
+        }
+    }
 }
 
 /// Cancels `token` on the first SIGTERM or SIGINT.

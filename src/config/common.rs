@@ -76,6 +76,37 @@ impl Default for Timeouts {
     }
 }
 
+/// Caps that keep one flood from starving everyone else. Read at start; a change needs a
+/// restart.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections in the whole process; past it, new ones wait in the listen backlog.
+    #[serde(default = "Limits::default_max_connections")]
+    pub max_connections: usize,
+    /// TLS handshakes in progress at once (they cost CPU; slow ones hold memory).
+    #[serde(default = "Limits::default_max_handshakes")]
+    pub max_handshakes: usize,
+}
+
+impl Limits {
+    fn default_max_connections() -> usize {
+        10_000
+    }
+    fn default_max_handshakes() -> usize {
+        256
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: Self::default_max_connections(),
+            max_handshakes: Self::default_max_handshakes(),
+        }
+    }
+}
+
 /// A `host:port` that is resolved when a connection is made, so that Kubernetes Service names
 /// follow their current address instead of the one seen at startup.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Protocol, Timeouts};
+use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts};
 use super::Invalid;
 use crate::tls::identity::AllowRule;
 
@@ -19,6 +19,8 @@ pub struct GatewayConfig {
     pub tls: GatewayTls,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -49,6 +51,8 @@ pub struct RouteConfig {
     pub backend: HostPort,
     #[serde(default)]
     pub allow: Vec<AllowRule>,
+    /// Open connections on this route; past it, clients get the protocol's error.
+    pub max_connections: Option<usize>,
 }
 
 impl GatewayConfig {

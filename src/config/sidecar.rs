@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Protocol, Timeouts};
+use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts};
 use super::Invalid;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +17,8 @@ pub struct SidecarConfig {
     pub tls: SidecarTls,
     #[serde(default)]
     pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
     pub tunnels: Vec<TunnelConfig>,
 }
 

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::accept::accept;
@@ -21,17 +20,18 @@ use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol;
 use crate::relay::relay;
 use crate::routing::Route;
+use crate::shutdown::Serving;
 use crate::tls::identity::Identity;
 
 /// Room for a client's first write (a Redis command, a PostgreSQL StartupMessage).
 const GREETING_CAPACITY: usize = 16 * 1024;
 
-pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, force: CancellationToken) {
+pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, serving: Serving) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, route = tracing::field::Empty, client = tracing::field::Empty);
     async move {
         let started = Instant::now();
         let snapshot = gateway.snapshot();
-        if let Err((route, refusal)) = serve(&gateway, &snapshot, conn.stream, &force).await {
+        if let Err((route, refusal)) = serve(&gateway, &snapshot, conn.stream, &serving).await {
             closing::log_refused(started, &refusal);
             let label = Metrics::reason(route.as_deref().unwrap_or(""), refusal.reason());
             match route {
@@ -53,17 +53,30 @@ async fn serve(
     gateway: &Gateway,
     snapshot: &Snapshot,
     tcp: TcpStream,
-    force: &CancellationToken,
+    serving: &Serving,
 ) -> Result<(), (Option<String>, Refusal)> {
     let started = Instant::now();
     let deadline = snapshot.config.timeouts.handshake;
-    let (route, mut tls) = tokio::time::timeout(deadline, accept(tcp, &snapshot.routes))
+    let handshake = async {
+        // A flood of slow handshakes waits for a slot here, within the same deadline.
+        let _slot = serving.handshakes.acquire().await;
+        accept(tcp, &snapshot.routes).await
+    };
+    let (route, mut tls) = tokio::time::timeout(deadline, handshake)
         .await
         .map_err(|_| Refusal::HandshakeTimeout(deadline))
         .and_then(|accepted| accepted)
         .map_err(|refusal| (None, refusal))?;
     let on_route = |refusal| (Some(route.name.clone()), refusal);
     let _open = OpenGuard::new(&gateway.metrics, &route.name);
+    let _route_slot = match route.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            return Err(on_route(
+                refuse(&route, &mut tls, &[], refusal, deadline).await,
+            ))
+        }
+    };
     let span = tracing::Span::current();
     span.record("route", route.name.as_str());
     let identity = identity(&tls);
@@ -96,7 +109,7 @@ async fn serve(
     if backend.write_all(&greeting).await.is_err() {
         return Ok(());
     }
-    let mut outcome = relay(tls, backend, force).await;
+    let mut outcome = relay(tls, backend, &serving.force).await;
     outcome.from_client += greeting.len() as u64;
     closing::log_relayed(started, &outcome);
     gateway.metrics.record_relayed(

@@ -61,20 +61,17 @@ impl Gateway {
 
     /// Serves until `serving.accept` is cancelled.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, serving: Serving) {
-        let Serving {
-            accept,
-            force,
-            tracker,
-        } = serving;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(role = %"gateway", addr = %addr, "listening");
         }
         self.health.set_started();
         if !self.snapshot().config.timeouts.probe_interval.is_zero() {
-            tokio::spawn(self.clone().probe_backends(accept.clone()));
+            tokio::spawn(self.clone().probe_backends(serving.accept.clone()));
         }
-        listener::serve(listener, accept, tracker, move |conn| {
-            connection::handle(self.clone(), conn, force.clone())
+        let (accept, tracker) = (serving.accept.clone(), serving.tracker.clone());
+        let limit = serving.connections.clone();
+        listener::serve(listener, accept, tracker, limit, move |conn| {
+            connection::handle(self.clone(), conn, serving.clone())
         })
         .await;
     }

@@ -31,6 +31,8 @@ pub enum Refusal {
     Handshake(io::Error),
     #[error("client identity {0} is not in the route's allow list")]
     NotAllowed(String),
+    #[error("route at its limit of {0} connections")]
+    RouteFull(usize),
     #[error("backend {addr} unreachable: {source}")]
     Backend { addr: HostPort, source: io::Error },
 }
@@ -56,6 +58,7 @@ impl Classified for Refusal {
             Refusal::HandshakeTimeout(_) => "handshake_timeout",
             Refusal::Handshake(_) => "handshake_failed",
             Refusal::NotAllowed(_) => "identity_not_allowed",
+            Refusal::RouteFull(_) => "route_full",
             Refusal::Backend { .. } => "backend_unreachable",
         }
     }

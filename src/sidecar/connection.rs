@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::failure::Failure;
@@ -18,8 +17,9 @@ use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol;
 use crate::protocol::postgres::{self, PacketError};
 use crate::relay::relay;
+use crate::shutdown::Serving;
 
-pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, force: CancellationToken) {
+pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, serving: Serving) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, tunnel = %name);
     async move {
         let started = Instant::now();
@@ -28,7 +28,7 @@ pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, force: 
             return;
         };
         let _open = OpenGuard::new(&sidecar.metrics, &name);
-        if let Err(failure) = serve(&sidecar, &tunnel, conn.stream, started, &force).await {
+        if let Err(failure) = serve(&sidecar, &tunnel, conn.stream, started, &serving).await {
             closing::log_refused(started, &failure);
             let label = Metrics::reason(&name, failure.reason());
             sidecar.metrics.refusals.get_or_create(&label).inc();
@@ -43,7 +43,7 @@ async fn serve(
     tunnel: &Tunnel,
     mut local: TcpStream,
     started: Instant,
-    force: &CancellationToken,
+    serving: &Serving,
 ) -> Result<(), Failure> {
     let first = match tunnel.protocol {
         Protocol::Postgres => Some(postgres_preamble(tunnel, &mut local).await?),
@@ -51,7 +51,10 @@ async fn serve(
     };
     let greeting = first.as_ref().map_or(&[][..], postgres::Packet::bytes);
     let connect_started = Instant::now();
-    let mut gateway = match tunnel.connect().await {
+    let slot = serving.handshakes.acquire().await;
+    let connected = tunnel.connect().await;
+    drop(slot);
+    let mut gateway = match connected {
         Ok(gateway) => gateway,
         Err(failure) => return Err(refuse(tunnel, local, greeting, failure).await),
     };
@@ -66,7 +69,7 @@ async fn serve(
         .write_all(greeting)
         .await
         .map_err(Failure::Forward)?;
-    let mut outcome = relay(local, gateway, force).await;
+    let mut outcome = relay(local, gateway, &serving.force).await;
     outcome.from_client += greeting.len() as u64;
     closing::log_relayed(started, &outcome);
     let lasted = started.elapsed();

@@ -87,9 +87,9 @@ impl Sidecar {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(role = %"sidecar", tunnel = %name, addr = %addr, "listening");
         }
-        let tracker = serving.tracker.clone();
-        listener::serve(listener, stop, tracker, move |conn| {
-            connection::handle(self.clone(), name.clone(), conn, serving.force.clone())
+        let (tracker, limit) = (serving.tracker.clone(), serving.connections.clone());
+        listener::serve(listener, stop, tracker, limit, move |conn| {
+            connection::handle(self.clone(), name.clone(), conn, serving.clone())
         })
         .await;
     }
