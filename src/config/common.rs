@@ -76,6 +76,16 @@ impl Default for Timeouts {
     }
 }
 
+/// The oldest TLS version a peer may use; TLS 1.2 and 1.3 are the only ones snigate speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
 /// Caps that keep one flood from starving everyone else. Read at start; a change needs a
 /// restart.
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts};
+use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
 use super::Invalid;
 use crate::tls::identity::AllowRule;
 
@@ -31,6 +31,11 @@ pub struct GatewayTls {
     pub key: PathBuf,
     /// When set, every route requires a client certificate issued by this CA.
     pub client_ca: Option<PathBuf>,
+    /// PEM file of certificate revocation lists for client certificates; needs `client_ca`.
+    /// Fails closed: a missing, unreadable or expired CRL refuses clients, never ignores them.
+    pub crl: Option<PathBuf>,
+    #[serde(default)]
+    pub min_version: TlsVersion,
 }
 
 impl GatewayTls {
@@ -38,6 +43,7 @@ impl GatewayTls {
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.cert.clone(), self.key.clone()];
         files.extend(self.client_ca.clone());
+        files.extend(self.crl.clone());
         files
     }
 }
@@ -63,6 +69,13 @@ impl GatewayConfig {
                 "routes",
                 "no routes are configured",
                 "add at least one route with name, server_names, protocol and backend",
+            ));
+        }
+        if self.tls.crl.is_some() && self.tls.client_ca.is_none() {
+            return Err(Invalid::new(
+                "tls.crl",
+                "a CRL revokes client certificates, but tls.client_ca is not set",
+                "set tls.client_ca, or remove tls.crl",
             ));
         }
         let mut route_names = HashMap::new();

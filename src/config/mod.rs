@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use common::{sni_name, HostPort, Limits, Protocol, Timeouts};
+pub use common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts};
+use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
 use super::Invalid;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +29,8 @@ pub struct SidecarTls {
     pub ca: PathBuf,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub min_version: TlsVersion,
 }
 
 impl SidecarTls {

@@ -15,7 +15,7 @@ impl ClientTls {
     pub fn load(tls: &SidecarTls) -> Result<ClientTls, Invalid> {
         let roots = pem::roots("tls.ca", &tls.ca)?;
         let builder = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(super::VERSIONS)
+            .with_protocol_versions(super::versions(tls.min_version))
             .expect("the ring provider supports TLS 1.2 and 1.3")
             .with_root_certificates(roots);
         let base = match (&tls.cert, &tls.key) {

@@ -1,6 +1,7 @@
 //! TLS: PEM loading, the gateway's server configs, the sidecar's client config, identities.
 
 pub mod client;
+pub mod crl;
 pub mod identity;
 pub mod pem;
 pub mod server;
@@ -9,9 +10,19 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-/// TLS 1.2 and 1.3 only; every suite of the ring provider is an AEAD.
-const VERSIONS: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
+use crate::config::TlsVersion;
+
+/// TLS 1.2 and 1.3 only; every suite of the ring provider is an AEAD, rustls never
+/// renegotiates, and 0-RTT stays off (rustls' default `max_early_data_size` of 0).
+fn versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static FROM_TLS12: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    match min {
+        TlsVersion::Tls12 => &FROM_TLS12,
+        TlsVersion::Tls13 => &ONLY_TLS13,
+    }
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

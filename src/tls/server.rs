@@ -13,16 +13,17 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 
-use super::{pem, provider};
-use rustls_pki_types::{CertificateDer, ServerName};
+use super::{crl, pem, provider};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
 
-use crate::config::{GatewayTls, Invalid, Protocol, RouteConfig};
+use crate::config::{GatewayTls, Invalid, Protocol, RouteConfig, TlsVersion};
 
 /// ALPN protocol id libpq ≥ 17 offers, and requires for `sslnegotiation=direct`.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 pub struct ServerTls {
     provider: Arc<CryptoProvider>,
+    min_version: TlsVersion,
     leaf: CertificateDer<'static>,
     certified: Arc<SingleCertAndKey>,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
@@ -47,14 +48,22 @@ impl ServerTls {
             )
         })?;
         let client_verifier = match &tls.client_ca {
-            Some(path) => Some(client_verifier(
-                pem::roots("tls.client_ca", path)?,
-                &provider,
-            )?),
+            Some(path) => {
+                let crls = match &tls.crl {
+                    Some(crl) => crl::load("tls.crl", crl)?,
+                    None => Vec::new(),
+                };
+                Some(client_verifier(
+                    pem::roots("tls.client_ca", path)?,
+                    crls,
+                    &provider,
+                )?)
+            }
             None => None,
         };
         Ok(ServerTls {
             provider,
+            min_version: tls.min_version,
             leaf,
             certified: Arc::new(SingleCertAndKey::from(certified)),
             client_verifier,
@@ -91,7 +100,7 @@ impl ServerTls {
     /// A fresh config (and so a fresh session cache) for one route.
     pub fn route_config(&self, protocol: Protocol) -> Arc<ServerConfig> {
         let builder = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(super::VERSIONS)
+            .with_protocol_versions(super::versions(self.min_version))
             .expect("the ring provider supports TLS 1.2 and 1.3");
         let builder = match &self.client_verifier {
             Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
@@ -105,11 +114,16 @@ impl ServerTls {
     }
 }
 
+/// With CRLs, revocation is checked for the whole chain, an unknown status is a failure, and
+/// a CRL past its nextUpdate refuses clients: every doubt fails closed.
 fn client_verifier(
     roots: Arc<rustls::RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, Invalid> {
     WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(crls)
+        .enforce_revocation_expiration()
         .build()
         .map_err(|e| {
             Invalid::new(
