@@ -94,7 +94,7 @@ pub struct Limits {
     /// Open connections in the whole process; past it, new ones wait in the listen backlog.
     #[serde(default = "Limits::default_max_connections")]
     pub max_connections: usize,
-    /// TLS handshakes in progress at once (they cost CPU; slow ones hold memory).
+    /// TLS handshakes past their ClientHello at once (the part that costs CPU).
     #[serde(default = "Limits::default_max_handshakes")]
     pub max_handshakes: usize,
 }

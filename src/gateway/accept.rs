@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustls::server::Acceptor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
@@ -20,9 +21,13 @@ const ALERT_UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 11
 /// libpq sends at most a GSSENCRequest and then an SSLRequest before the ClientHello.
 const MAX_PREAMBLES: usize = 2;
 
+/// `slots` caps the handshakes doing cryptography at once. A slot is taken only once a whole
+/// ClientHello has arrived: clients that trickle bytes (slowloris) hold no slot, only their
+/// deadline, so they cannot make real clients wait.
 pub async fn accept(
     mut tcp: TcpStream,
     routes: &RouteTable,
+    slots: &Semaphore,
 ) -> Result<(Arc<Route>, TlsStream<TcpStream>), Refusal> {
     let via_ssl_request = preamble(&mut tcp).await?;
     let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
@@ -42,6 +47,7 @@ pub async fn accept(
     if via_ssl_request && route.protocol != crate::config::Protocol::Postgres {
         return Err(Refusal::NotPostgres(route.name.clone()));
     }
+    let _slot = slots.acquire().await;
     let tls = start
         .into_stream(route.tls.clone())
         .await

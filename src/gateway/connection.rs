@@ -57,11 +57,7 @@ async fn serve(
 ) -> Result<(), (Option<String>, Refusal)> {
     let started = Instant::now();
     let deadline = snapshot.config.timeouts.handshake;
-    let handshake = async {
-        // A flood of slow handshakes waits for a slot here, within the same deadline.
-        let _slot = serving.handshakes.acquire().await;
-        accept(tcp, &snapshot.routes).await
-    };
+    let handshake = accept(tcp, &snapshot.routes, &serving.handshakes);
     let (route, mut tls) = tokio::time::timeout(deadline, handshake)
         .await
         .map_err(|_| Refusal::HandshakeTimeout(deadline))
