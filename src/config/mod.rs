@@ -67,32 +67,50 @@ impl ConfigError {
 }
 
 pub fn load_gateway(file: &Path) -> Result<GatewayConfig, ConfigError> {
-    let mut config: GatewayConfig = parse(file, "gateway")?;
-    config
-        .validate()
-        .map_err(|e| ConfigError::invalid(file, e))?;
-    Ok(config)
+    gateway_from_str(&read(file)?, file)
 }
 
 pub fn load_sidecar(file: &Path) -> Result<SidecarConfig, ConfigError> {
-    let mut config: SidecarConfig = parse(file, "sidecar")?;
+    sidecar_from_str(&read(file)?, file)
+}
+
+/// Parses and validates gateway config text; `file` only names it in errors. Reads no
+/// certificate files (fixtures and fuzzing reach the checks through here).
+pub fn gateway_from_str(text: &str, file: &Path) -> Result<GatewayConfig, ConfigError> {
+    let mut config: GatewayConfig = parse(text, file, "gateway")?;
     config
         .validate()
         .map_err(|e| ConfigError::invalid(file, e))?;
     Ok(config)
 }
 
-/// Parses YAML text; public so that fuzzing and fixtures can reach it without a file.
+/// Parses and validates sidecar config text, as [`gateway_from_str`].
+pub fn sidecar_from_str(text: &str, file: &Path) -> Result<SidecarConfig, ConfigError> {
+    let mut config: SidecarConfig = parse(text, file, "sidecar")?;
+    config
+        .validate()
+        .map_err(|e| ConfigError::invalid(file, e))?;
+    Ok(config)
+}
+
+/// Parses YAML text into a schema type, without validation.
 pub fn parse_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_yaml::Error> {
     serde_yaml::from_str(text)
 }
 
-fn parse<T: DeserializeOwned>(file: &Path, role: &'static str) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
+fn read(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
         file: file.to_owned(),
         error,
-    })?;
-    parse_str(&text).map_err(|error| ConfigError::Syntax {
+    })
+}
+
+fn parse<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    role: &'static str,
+) -> Result<T, ConfigError> {
+    parse_str(text).map_err(|error| ConfigError::Syntax {
         file: file.to_owned(),
         role,
         error,

@@ -50,7 +50,8 @@ async fn read_first_command<S: AsyncRead + Unpin>(
     Ok(())
 }
 
-fn is_complete(buf: &[u8]) -> bool {
+/// Whether `buf` holds at least one whole command (a RESP array, or an inline line).
+pub fn is_complete(buf: &[u8]) -> bool {
     if buf.first() != Some(&b'*') {
         return buf.contains(&b'\n');
     }
