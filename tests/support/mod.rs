@@ -5,9 +5,11 @@
 //! lives in a tempdir, so a failing test leaves nothing behind.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod pki;
 pub mod postgres;
 pub mod redis_server;
+pub mod resp;
 pub mod snigate;
 pub mod tls;
 
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 pub use self::pki::Pki;
 pub use self::postgres::Postgres;
 pub use self::redis_server::RedisServer;
-pub use self::snigate::{Gateway, Route, Sidecar, Tunnel};
+pub use self::snigate::{Gateway, Opts, Route, Sidecar, Tunnel};
 
 /// Upper bound for any readiness wait; generous for a loaded 2-core CI machine.
 pub const READY: Duration = Duration::from_secs(30);
@@ -57,14 +59,19 @@ pub fn loopback(port: u16) -> SocketAddr {
 }
 
 /// Poll `cond` until it returns `Some`, or panic with `what` after `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, limit: Duration, cond: impl FnMut() -> Option<T>) -> T {
+    poll(limit, cond).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Poll `cond` until it returns `Some`; `None` once `limit` has passed.
+pub fn poll<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = cond() {
-            return v;
+            return Some(v);
         }
         if Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
+            return None;
         }
         thread::sleep(Duration::from_millis(20));
     }

@@ -7,12 +7,14 @@ use std::fmt::Display;
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
+use super::admin::{http, scrape, HttpReply, Scrape};
 use super::pki::{p, Pki};
-use super::{run, snigate_bin, wait_for, ChildGuard, CMD, READY};
+use super::{poll, run, snigate_bin, wait_for, ChildGuard, CMD, READY};
 
 pub struct Route {
     pub name: String,
@@ -39,17 +41,125 @@ impl Route {
     }
 }
 
+/// Settings beyond routes and tunnels: the admin endpoint, `timeouts:` keys and extra
+/// command-line arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Opts {
+    /// Write `admin: 127.0.0.1:0` and wait for the `admin listening addr=` line at start.
+    pub admin: bool,
+    /// `timeouts:` keys in order. The gateway's default `probe_interval: 0s` (no backend
+    /// probes, so tests count every backend connection) is overridden by the same key here.
+    pub timeouts: Vec<(String, String)>,
+    /// Arguments before the subcommand (`snigate ARGS gateway --config F`).
+    pub args_before: Vec<String>,
+    /// Arguments after `--config FILE`.
+    pub args_after: Vec<String>,
+}
+
+impl Opts {
+    pub fn new() -> Opts {
+        Opts::default()
+    }
+
+    pub fn admin(mut self) -> Opts {
+        self.admin = true;
+        self
+    }
+
+    /// Sets `timeouts.<key>: <value>` (replacing an earlier value of the same key).
+    pub fn timeout(mut self, key: &str, value: &str) -> Opts {
+        self.timeouts.retain(|(k, _)| k != key);
+        self.timeouts.push((key.into(), value.into()));
+        self
+    }
+
+    /// `--log-format json` before the subcommand.
+    pub fn json_before(mut self) -> Opts {
+        self.args_before
+            .extend(["--log-format".into(), "json".into()]);
+        self
+    }
+
+    /// `--log-format json` after `--config FILE`.
+    pub fn json_after(mut self) -> Opts {
+        self.args_after
+            .extend(["--log-format".into(), "json".into()]);
+        self
+    }
+
+    fn timeouts_with_default(&self, default: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = default
+            .iter()
+            .filter(|(k, _)| !self.timeouts.iter().any(|(key, _)| key == k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.extend(self.timeouts.iter().cloned());
+        all
+    }
+
+    fn yaml_head(&self, default_timeouts: &[(&str, &str)]) -> String {
+        let mut y = String::new();
+        if self.admin {
+            y += "admin: 127.0.0.1:0\n";
+        }
+        let timeouts = self.timeouts_with_default(default_timeouts);
+        if !timeouts.is_empty() {
+            let kv: Vec<String> = timeouts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            y += &format!("timeouts: {{{}}}\n", kv.join(", "));
+        }
+        y
+    }
+}
+
+/// The gateway's certificate, key and optional client CA (any paths, e.g. symlinks).
+#[derive(Clone, Debug)]
+pub struct ServerFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    /// `tls.crl`: CRLs for client certificates (needs `client_ca`).
+    pub crl: Option<PathBuf>,
+}
+
+impl ServerFiles {
+    /// The Pki's server cert and key; its CA as `client_ca` when `mtls`.
+    pub fn of(pki: &Pki, mtls: bool) -> ServerFiles {
+        ServerFiles {
+            cert: pki.server_cert(),
+            key: pki.server_key(),
+            client_ca: mtls.then(|| pki.ca()),
+            crl: None,
+        }
+    }
+}
+
 /// Gateway YAML: the Pki's server cert, `client_ca` = the Pki's CA when `mtls`.
 pub fn gateway_yaml(listen: &str, pki: &Pki, mtls: bool, routes: &[Route]) -> String {
-    // No background backend probes: tests count every connection a backend receives.
-    let mut y = format!("listen: {listen}\ntimeouts: {{probe_interval: 0s}}\ntls:\n");
-    y += &format!(
-        "  cert: {}\n  key: {}\n",
-        p(&pki.server_cert()),
-        p(&pki.server_key())
-    );
-    if mtls {
-        y += &format!("  client_ca: {}\n", p(&pki.ca()));
+    gateway_yaml_with(
+        listen,
+        &ServerFiles::of(pki, mtls),
+        routes,
+        &Opts::default(),
+    )
+}
+
+/// Gateway YAML with any certificate paths and the admin/timeouts of `opts`.
+pub fn gateway_yaml_with(
+    listen: &str,
+    files: &ServerFiles,
+    routes: &[Route],
+    opts: &Opts,
+) -> String {
+    // No background backend probes unless asked: tests count every backend connection.
+    let mut y = format!("listen: {listen}\n");
+    y += &opts.yaml_head(&[("probe_interval", "0s")]);
+    y += "tls:\n";
+    y += &format!("  cert: {}\n  key: {}\n", p(&files.cert), p(&files.key));
+    if let Some(ca) = &files.client_ca {
+        y += &format!("  client_ca: {}\n", p(ca));
+    }
+    if let Some(crl) = &files.crl {
+        y += &format!("  crl: {}\n", p(crl));
     }
     y += "routes:\n";
     for r in routes {
@@ -85,13 +195,36 @@ impl Tunnel {
 
 /// Sidecar YAML trusting `ca`, presenting `client`'s certificate when given.
 pub fn sidecar_yaml(ca: &Path, client: Option<&Pki>, tunnels: &[Tunnel]) -> String {
-    let mut y = format!("tls:\n  ca: {}\n", p(ca));
-    if let Some(c) = client {
-        y += &format!(
-            "  cert: {}\n  key: {}\n",
-            p(&c.client_cert()),
-            p(&c.client_key())
-        );
+    sidecar_yaml_with(ca, client, tunnels, &Opts::default())
+}
+
+/// Sidecar YAML with the admin/timeouts of `opts` (no `timeouts:` key unless given).
+pub fn sidecar_yaml_with(
+    ca: &Path,
+    client: Option<&Pki>,
+    tunnels: &[Tunnel],
+    opts: &Opts,
+) -> String {
+    let files = ClientFiles {
+        ca: ca.to_owned(),
+        cert: client.map(|c| (c.client_cert(), c.client_key())),
+    };
+    sidecar_yaml_files(&files, tunnels, opts)
+}
+
+/// The sidecar's CA and optional client certificate + key (any paths, e.g. symlinks).
+#[derive(Clone, Debug)]
+pub struct ClientFiles {
+    pub ca: PathBuf,
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Sidecar YAML with any certificate paths.
+pub fn sidecar_yaml_files(files: &ClientFiles, tunnels: &[Tunnel], opts: &Opts) -> String {
+    let mut y = opts.yaml_head(&[]);
+    y += &format!("tls:\n  ca: {}\n", p(&files.ca));
+    if let Some((cert, key)) = &files.cert {
+        y += &format!("  cert: {}\n  key: {}\n", p(cert), p(key));
     }
     y += "tunnels:\n";
     for t in tunnels {
@@ -109,22 +242,28 @@ pub struct Proc {
     guard: ChildGuard,
     pub dir: TempDir,
     pub log_path: PathBuf,
+    pub config_path: PathBuf,
+    /// The admin endpoint's bound address, when the config has `admin:`.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Proc {
-    /// Start `snigate <role> --config <dir>/<role>.yaml`; wait for `listeners` ready lines.
-    fn start(role: &str, yaml: &str, listeners: usize) -> (Proc, Vec<String>) {
+    /// Start `snigate <role> --config <dir>/<role>.yaml`; wait for `listeners` ready lines
+    /// (and the admin's line when `opts.admin`).
+    fn start(role: &str, yaml: &str, listeners: usize, opts: &Opts) -> (Proc, Vec<String>) {
         let dir = tempfile::Builder::new()
             .prefix(&format!("snigate-{role}-"))
             .tempdir()
             .unwrap();
-        let config = dir.path().join(format!("{role}.yaml"));
-        fs::write(&config, yaml).unwrap();
+        let config_path = dir.path().join(format!("{role}.yaml"));
+        fs::write(&config_path, yaml).unwrap();
         let log_path = dir.path().join(format!("{role}.log"));
         let child = Command::new(snigate_bin())
+            .args(&opts.args_before)
             .arg(role)
             .arg("--config")
-            .arg(&config)
+            .arg(&config_path)
+            .args(&opts.args_after)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -136,6 +275,8 @@ impl Proc {
             guard: ChildGuard::new(child, libc::SIGKILL),
             dir,
             log_path,
+            config_path,
+            admin: None,
         };
         let lines = wait_for(&format!("{role} listening lines"), READY, || {
             if let Some(st) = proc.guard.exited() {
@@ -144,16 +285,29 @@ impl Proc {
                     proc.log()
                 );
             }
-            let ready = proc.listening_lines();
-            (ready.len() >= listeners).then_some(ready)
+            let ready = proc.listening_lines(false);
+            let admin = proc.listening_lines(true);
+            (ready.len() >= listeners && (!opts.admin || !admin.is_empty()))
+                .then_some((ready, admin))
         });
+        let (lines, admin) = lines;
+        if let Some(line) = admin.first() {
+            let addr = field(line, "addr").and_then(|a| a.parse().ok());
+            proc.admin = Some(addr.unwrap_or_else(|| panic!("no admin addr= in {line:?}")));
+        }
         (proc, lines)
     }
 
-    fn listening_lines(&self) -> Vec<String> {
+    /// The `listening` lines of the role's listeners, or (`admin`) of the admin endpoint.
+    fn listening_lines(&self, admin: bool) -> Vec<String> {
         let log = self.log();
         log.lines()
-            .filter(|l| l.contains("listening") && l.contains("addr="))
+            .filter(|l| match message(l) {
+                Some(m) if admin => m == "admin listening",
+                Some(m) => m == "listening",
+                None => false,
+            })
+            .filter(|l| field(l, "addr").is_some())
             .map(String::from)
             .collect()
     }
@@ -171,6 +325,15 @@ impl Proc {
             .count()
     }
 
+    /// Log lines containing every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let log = self.log();
+        log.lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .map(String::from)
+            .collect()
+    }
+
     /// Wait until at least `n` log lines contain every one of `parts`.
     pub fn wait_lines(&self, parts: &[&str], n: usize) {
         wait_for(&format!("{n} log line(s) with {parts:?}"), READY, || {
@@ -181,10 +344,82 @@ impl Proc {
     pub fn guard(&mut self) -> &mut ChildGuard {
         &mut self.guard
     }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// Send `sig` without waiting.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child, not yet reaped (the guard reaps it).
+        unsafe { libc::kill(self.guard.pid() as libc::pid_t, sig) };
+    }
+
+    /// Wait (bounded by `limit`) for the process to exit on its own; panics otherwise.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let guard = &mut self.guard;
+        match poll(limit, || guard.exited()) {
+            Some(status) => status,
+            None => panic!(
+                "snigate (pid {}) still running after {limit:?}; log:\n{}",
+                self.pid(),
+                self.log()
+            ),
+        }
+    }
+
+    /// Replace the config file atomically (rename), e.g. before a SIGHUP.
+    pub fn write_config(&self, yaml: &str) {
+        let tmp = self.config_path.with_extension("yaml.tmp");
+        fs::write(&tmp, yaml).unwrap();
+        fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// The admin endpoint's address (the config must have `admin:`).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+            .expect("this process was started without an admin endpoint")
+    }
+
+    pub fn get(&self, path: &str) -> HttpReply {
+        http(self.admin(), "GET", path)
+    }
+
+    pub fn post(&self, path: &str) -> HttpReply {
+        http(self.admin(), "POST", path)
+    }
+
+    /// One scrape of `/metrics`.
+    pub fn metrics(&self) -> Scrape {
+        scrape(self.admin())
+    }
 }
 
-/// Value of `key=` in a log line, without quotes or trailing punctuation.
+/// The message of a log line: text (`... target: MESSAGE key=value`) or JSON
+/// (`fields.message`).
+pub fn message(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v["fields"]["message"].as_str().map(String::from);
+    }
+    // `<timestamp>  LEVEL [span{k=v ...}:]* target: message key=value ...`
+    let mut rest = line.split_whitespace().skip(2);
+    rest.find(|w| w.ends_with(':') && !w.contains(['{', '}', '=']))?;
+    let words: Vec<&str> = rest.take_while(|w| !w.contains('=')).collect();
+    Some(words.join(" "))
+}
+
+/// Value of `key=` in a log line, without quotes or trailing punctuation. JSON lines: the
+/// event's field, else the current span's.
 pub fn field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let found = v["fields"].get(key).or_else(|| v["span"].get(key))?;
+        return Some(match found {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    }
     let pat = format!("{key}=");
     let start = line.split_whitespace().find_map(|w| w.strip_prefix(&pat))?;
     Some(
@@ -205,8 +440,21 @@ impl Gateway {
         Self::from_yaml(&gateway_yaml("127.0.0.1:0", pki, true, routes))
     }
 
+    /// Like `start`, with the admin endpoint, timeouts and arguments of `opts`.
+    pub fn start_with(pki: &Pki, routes: &[Route], opts: &Opts) -> Gateway {
+        let files = ServerFiles::of(pki, true);
+        Self::from_yaml_with(
+            &gateway_yaml_with("127.0.0.1:0", &files, routes, opts),
+            opts,
+        )
+    }
+
     pub fn from_yaml(yaml: &str) -> Gateway {
-        let (proc, lines) = Proc::start("gateway", yaml, 1);
+        Self::from_yaml_with(yaml, &Opts::default())
+    }
+
+    pub fn from_yaml_with(yaml: &str, opts: &Opts) -> Gateway {
+        let (proc, lines) = Proc::start("gateway", yaml, 1, opts);
         let addr = field(&lines[0], "addr")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no addr=IP:PORT in {:?}", lines[0]));
@@ -229,8 +477,18 @@ impl Sidecar {
         Self::from_yaml(&sidecar_yaml(&pki.ca(), Some(pki), tunnels), tunnels.len())
     }
 
+    /// Like `start`, with the admin endpoint, timeouts and arguments of `opts`.
+    pub fn start_with(pki: &Pki, tunnels: &[Tunnel], opts: &Opts) -> Sidecar {
+        let yaml = sidecar_yaml_with(&pki.ca(), Some(pki), tunnels, opts);
+        Self::from_yaml_with(&yaml, tunnels.len(), opts)
+    }
+
     pub fn from_yaml(yaml: &str, tunnels: usize) -> Sidecar {
-        let (proc, lines) = Proc::start("sidecar", yaml, tunnels);
+        Self::from_yaml_with(yaml, tunnels, &Opts::default())
+    }
+
+    pub fn from_yaml_with(yaml: &str, tunnels: usize, opts: &Opts) -> Sidecar {
+        let (proc, lines) = Proc::start("sidecar", yaml, tunnels, opts);
         let mut addrs = HashMap::new();
         for l in &lines {
             let name = field(l, "tunnel").unwrap_or_else(|| panic!("no tunnel= in {l:?}"));
