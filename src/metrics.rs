@@ -132,6 +132,12 @@ impl Metrics {
             "Last health probe of the backend or gateway passed",
             m.far_side_up.clone(),
         );
+        // Series that alert rules compare against exist from the start, at zero.
+        for what in ["config", "certificates"] {
+            for result in ["success", "failure"] {
+                let _ = m.reloads.get_or_create(&ReloadLabel { what, result });
+            }
+        }
         Arc::new(Metrics { registry, ..m })
     }
 

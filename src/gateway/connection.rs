@@ -84,8 +84,13 @@ async fn serve(
             refuse(&route, &mut tls, &[], refusal, deadline).await,
         ));
     }
-    let Some(greeting) = greeting(&route, &mut tls).await else {
-        tracing::debug!("client closed before sending anything");
+    let first_bytes = tokio::select! {
+        greeting = greeting(&route, &mut tls) => greeting,
+        _ = serving.force.cancelled() => None,
+    };
+    let Some(greeting) = first_bytes else {
+        // Sidecar health probes end here every probe_interval: debug, not one line each.
+        tracing::debug!("closed before sending anything");
         return Ok(());
     };
     let connect_started = Instant::now();

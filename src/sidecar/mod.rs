@@ -46,13 +46,12 @@ impl Sidecar {
         let metrics = Metrics::new();
         let snapshot = Snapshot::build(config::load_sidecar(file)?, file, &metrics)?;
         let health = Arc::new(Health::default());
-        for name in snapshot.tunnels.keys() {
-            health.report(
-                &format!("tunnel:{name}"),
-                false,
-                true,
-                "not probed yet".into(),
-            );
+        // Without probes there is nothing to wait for: ready once listening.
+        if !snapshot.config.timeouts.probe_interval.is_zero() {
+            for name in snapshot.tunnels.keys() {
+                let check = format!("tunnel:{name}");
+                health.report(&check, false, true, "not probed yet".into());
+            }
         }
         Ok(Sidecar {
             file: file.to_owned(),
