@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Install what the demo and the test suite need, and nothing when it is all there.
 #
-#   Debian packages: redis-server redis-tools postgresql postgresql-client openssl
+#   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
+#     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2
 #   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17) and redis>=5
+#   Python venv <repo>/.venv-topology for the manifest checks and the Celery fleet of the
+#     end-to-end test: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,
+#     kubernetes-validate, jsonschema (a venv of its own: Celery pins its redis-py range)
 #
 # Idempotent: prints nothing and exits 0 when everything is already installed.
 # Runs as root, or through sudo when not root. Output of apt-get/pip goes to a log that is
@@ -12,9 +16,16 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl)
+APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2)
 VENV="$REPO_ROOT/.venv"
 PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5")
+TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
+# Celery 5.6: the database result backend retries failed writes (result_backend_always_retry).
+# Not 5.7.0: its consumer closes an already collected broker connection after a connection
+# loss and dies with AttributeError ('NoneType' object has no attribute 'hostname') in
+# kombu's restore_unacked, also against a bare Redis restart.
+TOPOLOGY_REQUIREMENTS=("celery[redis]>=5.6,<5.7" "sqlalchemy>=2" "psycopg2-binary>=2.9"
+    "psycopg[binary]>=3.2" "yamllint>=1.30" "kubernetes-validate>=1.30" "jsonschema>=4")
 MIN_LIBPQ=170000 # libpq 17: sslnegotiation=direct (TLS first, ALPN postgresql)
 
 LOG=""
@@ -44,7 +55,7 @@ install_apt_packages() {
     local -a missing
     mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
     # A system python3 without ensurepip cannot create the venv (Debian splits it out).
-    if ! venv_runs && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    if { ! venv_runs || ! venv_runs "$TOPOLOGY_VENV"; } && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         mapfile -t -O "${#missing[@]}" missing < <(apt_missing python3-venv)
     fi
     [[ ${#missing[@]} -gt 0 ]] || return 0
@@ -67,7 +78,7 @@ check_pg_server() {
     fi
 }
 
-venv_runs() { "$VENV/bin/python" -c '' >/dev/null 2>&1; }
+venv_runs() { "${1:-$VENV}/bin/python" -c '' >/dev/null 2>&1; }
 
 # Exit 0 when the venv has psycopg >= 3.2 with its binary wheel and redis >= 5.
 venv_satisfied() {
@@ -87,6 +98,36 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+# Exit 0 when the topology venv satisfies every requirement of TOPOLOGY_REQUIREMENTS.
+topology_venv_satisfied() {
+    [[ -x "$TOPOLOGY_VENV/bin/python" ]] || return 1
+    "$TOPOLOGY_VENV/bin/python" - "${TOPOLOGY_REQUIREMENTS[@]}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+from pip._vendor.packaging.requirements import Requirement
+
+for req in map(Requirement, sys.argv[1:]):
+    if not req.specifier.contains(version(req.name), prereleases=True):
+        sys.exit(1)
+PY
+}
+
+install_topology_venv() {
+    if ! venv_runs "$TOPOLOGY_VENV"; then
+        echo "install-deps: creating Python venv $TOPOLOGY_VENV"
+        quietly python3 -m venv --clear "$TOPOLOGY_VENV"
+    fi
+    if ! topology_venv_satisfied; then
+        echo "install-deps: pip install ${TOPOLOGY_REQUIREMENTS[*]} into $TOPOLOGY_VENV"
+        quietly "$TOPOLOGY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "${TOPOLOGY_REQUIREMENTS[@]}"
+        topology_venv_satisfied || {
+            echo "install-deps: $TOPOLOGY_VENV still lacks one of ${TOPOLOGY_REQUIREMENTS[*]}" >&2
+            exit 1
+        }
+    fi
+}
+
 install_venv() {
     if ! venv_runs; then
         # Missing, or broken (e.g. the Python it was made from is gone): (re)create it.
@@ -103,19 +144,19 @@ install_venv() {
 # The tests drive libpq's sslnegotiation=direct, which needs libpq >= 17: the psycopg binary
 # wheel bundles its own libpq, so check the one psycopg actually loads.
 check_libpq() {
-    local out impl ver
-    if ! out="$(PSYCOPG_IMPL=binary "$VENV/bin/python" -c \
+    local venv="${1:-$VENV}" out impl ver
+    if ! out="$(PSYCOPG_IMPL=binary "$venv/bin/python" -c \
         'import psycopg; print(psycopg.pq.__impl__, psycopg.pq.version())' 2>&1)"; then
-        echo "install-deps: psycopg's binary implementation does not load in $VENV:" >&2
+        echo "install-deps: psycopg's binary implementation does not load in $venv:" >&2
         echo "$out" >&2
-        echo "fix: rm -rf $VENV and run scripts/install-deps.sh again" >&2
+        echo "fix: rm -rf $venv and run scripts/install-deps.sh again" >&2
         exit 1
     fi
     read -r impl ver <<<"$out"
     if [[ "$impl" != binary || ! "$ver" =~ ^[0-9]+$ || "$ver" -lt $MIN_LIBPQ ]]; then
-        echo "install-deps: psycopg in $VENV uses libpq $ver ($impl); need >= $MIN_LIBPQ (libpq 17)" \
+        echo "install-deps: psycopg in $venv uses libpq $ver ($impl); need >= $MIN_LIBPQ (libpq 17)" \
             "for sslnegotiation=direct" >&2
-        echo "fix: $VENV/bin/pip install --upgrade 'psycopg[binary]>=3.2'" \
+        echo "fix: $venv/bin/pip install --upgrade 'psycopg[binary]>=3.2'" \
             "(a psycopg-binary wheel that bundles libpq 17)" >&2
         exit 1
     fi
@@ -125,3 +166,5 @@ install_apt_packages
 check_pg_server
 install_venv
 check_libpq
+install_topology_venv
+check_libpq "$TOPOLOGY_VENV"
