@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Profile snigate's data path (sidecar + gateway) with perf on the Redis workloads of run.sh.
 #
-#   bench/profile.sh [--workloads p1,p32,big] [--out DIR]
+#   bench/profile.sh [--workloads p1,p32,big,conn] [--out DIR]   (default p1,p32,big)
 #
 # Builds snigate with debug info and frame pointers into $PROFILE_TARGET_DIR (default
-# target/profiling; the normal release build is untouched), starts its own redis-server and a
+# target/profiling; the normal release build is untouched; SNIGATE_BIN: use that binary), starts its own redis-server and a
 # sidecar -> gateway chain (TLS 1.3, mutual TLS, as in run.sh), and for each workload:
 #   - perf record -e cpu-clock -g on both snigate processes while redis-benchmark runs
 #     (cpu-clock: a software timer, so it works in VMs without hardware counters);
@@ -49,11 +49,13 @@ for pkg in linux-perf redis-server redis-tools; do
     fi
 done
 
-TARGET="${PROFILE_TARGET_DIR:-$REPO/target/profiling}"
-say "cargo build --release with debug info and frame pointers into $TARGET"
-(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" CARGO_PROFILE_RELEASE_DEBUG=true \
-    RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --quiet)
-SNIGATE_BIN="$TARGET/release/snigate"
+if [[ -z "${SNIGATE_BIN:-}" ]]; then
+    TARGET="${PROFILE_TARGET_DIR:-$REPO/target/profiling}"
+    say "cargo build --release with debug info and frame pointers into $TARGET"
+    (cd "$REPO" && CARGO_TARGET_DIR="$TARGET" CARGO_PROFILE_RELEASE_DEBUG=true \
+        RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --quiet)
+    SNIGATE_BIN="$TARGET/release/snigate"
+fi
 
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-profile.XXXXXX")"
 cleanup() {
@@ -83,11 +85,12 @@ bench_args() {
         p1) echo "-t set,get -c 50 -P 1 -n 40000" ;;
         p32) echo "-t set,get -c 50 -P 32 -n 600000" ;;
         big) echo "-t set -d 65536 -c 50 -P 1 -n 12000" ;;
+        conn) echo "-t ping_mbulk -k 0 -c 16 -n 4000" ;;
         *) die "unknown workload $1" ;;
     esac
 }
 ops() {
-    case "$1" in p1) echo 80000 ;; p32) echo 1200000 ;; big) echo 12000 ;; esac
+    case "$1" in p1) echo 80000 ;; p32) echo 1200000 ;; big) echo 12000 ;; conn) echo 4000 ;; esac
 }
 
 for w in "${WORKLOADS[@]}"; do

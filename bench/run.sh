@@ -6,7 +6,8 @@
 #
 # Options:
 #   --rounds N            rounds of every workload through every chain (default 3; quick 1)
-#   --chains a,b,...      subset of direct,snigate,stunnel,haproxy,nginx
+#   --chains a,b,...      subset of direct,snigate,stunnel,haproxy,nginx; snigate-1w adds
+#                         snigate with one tokio worker thread per process
 #   --workloads a,b,...   subset of idle,p1,p32,big,pg,pgc,conn_full,conn_resumed
 #   --no-install          do not check/install Debian packages
 #   --keep                keep the work directory (configs, logs, raw outputs)

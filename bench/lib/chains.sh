@@ -7,7 +7,8 @@
 # the SNI name), the same ECDSA P-256 certificates from `snigate certs`, one worker process or
 # thread where the peer lets us choose, per-connection logging off.
 #
-# Ports, from $PORT_BASE (B): Redis B+1, PostgreSQL B+2; chain number i (1..4):
+# Ports, from $PORT_BASE (B): Redis B+1, PostgreSQL B+2; chain number i (1..5; 5 is
+# snigate-1w, only run when asked for with --chains):
 #   B+10i+1 redis (client side), B+10i+2 postgres (client side),
 #   B+10i+3 redis with TLS session resumption turned off (client side), B+10i+5 server side.
 # Needs from run.sh: W (work dir), PKI, SNIGATE_BIN, PORT_BASE, SNIGATE_LOG.
@@ -29,6 +30,7 @@ chain_ports() {
             return
             ;;
         snigate) i=1 ;;
+        snigate-1w) i=5 ;;
         stunnel) i=2 ;;
         haproxy) i=3 ;;
         nginx) i=4 ;;
@@ -49,7 +51,8 @@ start_chain() {
     mkdir -p "$W/$chain"
     case "$chain" in
         direct) ;;
-        snigate) start_snigate ;;
+        snigate) start_snigate snigate ;;
+        snigate-1w) TOKIO_WORKER_THREADS=1 start_snigate snigate-1w ;;
         stunnel) start_stunnel ;;
         haproxy) start_haproxy ;;
         nginx) start_nginx ;;
@@ -57,8 +60,11 @@ start_chain() {
 }
 
 # ---------------------------------------------------------------------------------- snigate
+# start_snigate CHAIN: `snigate`, or `snigate-1w` (the same with one tokio worker thread per
+# process, through TOKIO_WORKER_THREADS=1), to compare runtime layouts in one run.
 start_snigate() {
-    local d="$W/snigate" s="${PORT_SERVER[snigate]}"
+    local chain="$1"
+    local d="$W/$chain" s="${PORT_SERVER[$chain]}"
     cat >"$d/gateway.yaml" <<YAML
 listen: 127.0.0.1:$s
 tls:
@@ -82,27 +88,27 @@ tls:
   key: $PKI/client.key
 tunnels:
   - name: redis
-    listen: 127.0.0.1:${PORT_REDIS[snigate]}
+    listen: 127.0.0.1:${PORT_REDIS[$chain]}
     protocol: redis
     connect: 127.0.0.1:$s
     server_name: $REDIS_SNI
   - name: postgres
-    listen: 127.0.0.1:${PORT_PG[snigate]}
+    listen: 127.0.0.1:${PORT_PG[$chain]}
     protocol: postgres
     connect: 127.0.0.1:$s
     server_name: $PG_SNI
 YAML
     # The sidecar has no switch for session resumption: the "full handshake" workload uses
     # the same tunnel, and the report says so.
-    PORT_REDIS_FULL[snigate]=${PORT_REDIS[snigate]}
-    start_bg snigate-gateway "$d/gateway.log" env RUST_LOG="$SNIGATE_LOG" \
+    PORT_REDIS_FULL[$chain]=${PORT_REDIS[$chain]}
+    start_bg "$chain-gateway" "$d/gateway.log" env RUST_LOG="$SNIGATE_LOG" \
         "$SNIGATE_BIN" gateway --config "$d/gateway.yaml"
-    SERVER_PIDS[snigate]=$START_PID
-    wait_for "snigate gateway listening" "$START_PID" port_open 127.0.0.1 "$s"
-    start_bg snigate-sidecar "$d/sidecar.log" env RUST_LOG="$SNIGATE_LOG" \
+    SERVER_PIDS[$chain]=$START_PID
+    wait_for "$chain gateway listening" "$START_PID" port_open 127.0.0.1 "$s"
+    start_bg "$chain-sidecar" "$d/sidecar.log" env RUST_LOG="$SNIGATE_LOG" \
         "$SNIGATE_BIN" sidecar --config "$d/sidecar.yaml"
-    CLIENT_PIDS[snigate]=$START_PID
-    wait_for "snigate sidecar listening" "$START_PID" port_open 127.0.0.1 "${PORT_REDIS[snigate]}"
+    CLIENT_PIDS[$chain]=$START_PID
+    wait_for "$chain sidecar listening" "$START_PID" port_open 127.0.0.1 "${PORT_REDIS[$chain]}"
 }
 
 # ---------------------------------------------------------------------------------- stunnel

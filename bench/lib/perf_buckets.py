@@ -11,12 +11,13 @@ LINE = re.compile(r"^\s*([\d.]+)%\s+(\S+)\s+(\S+)\s+\[([.k])\]\s+(.*?)\s*$")
 
 # First match wins; (category, regexp on "dso symbol").
 RULES = [
-    ("crypto: AES-GCM (ring)", r"aes|gcm|ghash|gfmul|clmul|ctr32|aesni"),
+    ("crypto: AES-GCM (ring, rustls record seal/open)", r"aes|gcm|ghash|gfmul|clmul|ctr32|aesni|messageencrypter|messagedecrypter|seal_in_place|open_in_place|aead"),
     ("crypto: handshake (ring/rustls ECDHE, ECDSA, SHA, HKDF)", r"x25519|p256|ecdsa|ecp_|nistz|sha256|sha512|sha2|hkdf|hmac|bn_|limbs|fiat|ring::|ring_core"),
     ("kernel: data copies", r"\[k\].*(copy_user|copy_to_iter|copy_from_iter|copy_page|memcpy|memmove|rep_movs|csum)"),
     ("kernel: epoll / scheduler / futex / wakeups", r"\[k\].*(ep_|epoll|schedule|switch|futex|wake|enqueue|dequeue|pick_next|idle|hrtimer|update_curr|ttwu|select_task)"),
-    ("kernel: TCP/IP loopback", r"\[k\].*(tcp|ip_|ipv4|skb|sock|__dev|loopback|net_|napi|sk_|inet|release_sock|__kfree_skb|__alloc_skb|kmem|kmalloc|kfree|slab|page_frag)"),
-    ("kernel: syscall entry/exit and other", r"\[k\]"),
+    ("kernel: TCP/IP loopback", r"\[k\].*(tcp|bbr|ip_|ipv4|skb|sock|__dev|loopback|net_|napi|sk_|inet|release_sock|__kfree_skb|__alloc_skb|kmem|kmalloc|kfree|slab|page_frag|softirq|bh_|netif|process_backlog|datagram)"),
+    ("kernel: IRQ-restore points (VM sampling lands here: wakeups, softirq exit)", r"\[k\].*(irqrestore|unlock_irq)"),
+    ("kernel: syscall entry/exit, fd lookup, other", r"\[k\]"),
     ("user: memcpy/memmove", r"memcpy|memmove|memset|__memcpy|__memmove"),
     ("user: allocator (malloc/free)", r"malloc|free|realloc|calloc|_int_|__rust_alloc|__rust_dealloc|__rdl_|alloc::alloc|arena|tcache|sysmalloc"),
     ("rustls: record layer / state machine", r"rustls|tokio_rustls"),
@@ -48,7 +49,10 @@ def main():
         buckets[categorize(dso, kind, sym)] += pct
         by_comm[comm] += pct
         syms.append((pct, comm, dso, kind, sym))
+    kernel = sum(s[0] for s in syms if s[3] == "k")
+    user = sum(s[0] for s in syms if s[3] != "k")
     print(f"## {workload}\n")
+    print(f"Kernel {kernel:.1f} %, user space {user:.1f} % of the samples.\n")
     print("| category | % of snigate CPU |\n|---|---:|")
     for name, pct in sorted(buckets.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {pct:.1f} |")

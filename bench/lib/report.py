@@ -10,7 +10,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-CHAINS = ["direct", "snigate", "stunnel", "haproxy", "nginx"]
+ALL_CHAINS = ["direct", "snigate", "snigate-1w", "stunnel", "haproxy", "nginx"]
+CHAINS = ALL_CHAINS  # narrowed to the chains present in the raw file
 PEERS = ["stunnel", "haproxy", "nginx"]
 
 # (workload, metric, label, higher is better, target ratio for snigate vs best peer)
@@ -102,7 +103,7 @@ def table(data, meta):
             v = values[c]
             r = ratio(v, best)
             cells.append(fmt(v) + (f" ({r:.2f}×)" if r is not None and c != "direct" else ""))
-        r = ratio(values["snigate"], best)
+        r = ratio(values.get("snigate"), best)
         cells.append(who or "–")
         cells.append(f"**{r:.2f}×**" if r is not None else "–")
         if target is None:
@@ -115,12 +116,12 @@ def table(data, meta):
         for rnd in rounds:
             vs = {c: data.get((c, workload, metric), {}).get(rnd) for c in CHAINS}
             b, _ = best_peer(vs, higher)
-            rr = ratio(vs["snigate"], b)
+            rr = ratio(vs.get("snigate"), b)
             if rr is not None:
                 per_round.append(f"{rr:.2f}")
         cells.append(", ".join(per_round) if len(per_round) > 1 else "")
         lines.append("| " + " | ".join(cells) + " |")
-        chart_rows.append((label, higher, target, {c: ratio(values[c], best) for c in CHAINS if c != "direct"}))
+        chart_rows.append((label, higher, target, {c: ratio(values.get(c), best) for c in CHAINS if c != "direct"}))
     return "\n".join(lines), chart_rows
 
 
@@ -133,8 +134,8 @@ def chart(rows, path, title):
 
     groups = [("higher is better (ratio to best peer)", [r for r in rows if r[1]]),
               ("lower is better (ratio to best peer)", [r for r in rows if not r[1]])]
-    colors = {"snigate": "#d62728", "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c"}
-    chains = list(colors)
+    colors = {"snigate": "#d62728", "snigate-1w": "#ff9896", "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c"}
+    chains = [c for c in colors if c in CHAINS]
     heights = [max(1, len(g[1])) for g in groups]
     fig, axes = plt.subplots(1, 2, figsize=(15, 0.55 * max(heights) + 2.2))
     for ax, (name, grp) in zip(axes, groups):
@@ -168,10 +169,13 @@ def main():
     p.add_argument("--stamp", required=True)
     a = p.parse_args()
     meta = dict(l.split("=", 1) for l in Path(a.meta).read_text().splitlines() if "=" in l)
-    body, rows = table(load(a.raw), meta)
+    data = load(a.raw)
+    global CHAINS
+    CHAINS = [c for c in ALL_CHAINS if any(k[0] == c for k in data)]
+    body, rows = table(data, meta)
     peers = ", ".join(f"{k} {meta.get(k, '?')}" for k in ("stunnel", "haproxy", "nginx"))
     setup = []
-    for c in CHAINS[1:]:
+    for c in CHAINS:
         if f"threads.{c}" in meta:
             setup.append(f"| {c} | {meta.get('processes.' + c, '?')} | {meta.get('threads.' + c, '?')} | {meta.get('tls.' + c, '?')} |")
     md = f"""# snigate benchmark — {a.stamp}
