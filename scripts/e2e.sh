@@ -267,6 +267,8 @@ tls:
   cert: $STATE/certs/server.crt
   key: $STATE/certs/server.key
   client_ca: $STATE/certs/ca.crt
+timeouts:
+  drain: 2s        # SIGTERM: open connections get 2 s, then the gateway exits
 routes:
   - name: redis
     server_names: [$REDIS_HOST]
@@ -410,30 +412,61 @@ worker_saw() {
         awk '{ n = $1; $1 = ""; printf "%s%dx%s", sep, n, $0; sep = "; " }' || true
 }
 
+# send_wave LABEL DB START COUNT: the producer (public, straight to Redis) sends
+# fleet.add(i, i) for i in START..START+COUNT-1.
+send_wave() {
+    local label="$1" db="$2" start="$3" count="$4"
+    in_pub env PYTHONPATH="$E2E" FLEET_BROKER_URL=redis://127.0.0.1:6379/0 \
+        FLEET_RESULT_BACKEND="db+postgresql://postgres@127.0.0.1:5432/$db" \
+        "$PY" "$E2E/fleet_ctl.py" send "$start" "$count" "$STATE/ids-$label.txt" \
+        >>"$STATE/producer-$label.log" 2>&1 || die "[$label] producer" "$STATE/producer-$label.log"
+}
+
+received_count() {
+    grep -oE 'Task fleet\.add\[[0-9a-f-]+\] received' "$1" 2>/dev/null | sort -u | wc -l
+}
+
+# wait_drained LABEL N: the queue is empty and the worker has received all N tasks sent so
+# far, i.e. no message is on the wire between Redis and the worker; it is still executing the
+# last ones it prefetched. (kombu's Redis transport pops a message with BRPOP: a reply cut off
+# in flight by a lost connection is gone, with or without snigate, so disruptions wait for this.)
+wait_drained() {
+    local label="$1" want="$2" log="${LOGS[worker]}" deadline=$((SECONDS + TIMEOUT)) got queued
+    while :; do
+        got="$(received_count "$log")"
+        queued="$(in_pub redis-cli -h 127.0.0.1 -p 6379 llen fleet 2>/dev/null || echo '?')"
+        ((got >= want)) && [[ "$queued" == 0 ]] && return 0
+        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited ($got of $want received)" "$log"
+        ((SECONDS < deadline)) || die "[$label] the worker received $got of $want tasks in ${TIMEOUT}s ($(broker_state))" "$log"
+        sleep 0.02
+    done
+}
+
+# celery_run LABEL BROKER_URL RESULT_BACKEND DB: a worker, three waves of tasks with a Redis
+# restart and a gateway restart between them (each while the worker is still executing the
+# previous wave), then every result checked.
 celery_run() {
     local label="$1" broker="$2" backend="$3" db="$4"
     local log="$STATE/worker-$label.log" ids="$STATE/ids-$label.txt"
     local -a env=(env PYTHONPATH="$E2E" FLEET_BROKER_URL="$broker" FLEET_RESULT_BACKEND="$backend"
-        FLEET_TLS_DIR="$STATE/certs" FLEET_TASK_DELAY=0.03 FLEET_VISIBILITY_TIMEOUT=15)
+        FLEET_TLS_DIR="$STATE/certs" FLEET_TASK_DELAY=0.05 FLEET_VISIBILITY_TIMEOUT=15)
     local ns="$PRIV" where=private
     [[ "$label" != bare ]] || ns="$PUB" where=public
     say "[$label] Celery worker in $where: broker ${broker%%@*}…, result backend ${backend%%\?*}"
     start worker "$ns" "$log" "${env[@]}" "$PY" -m celery -A fleet worker --loglevel INFO \
-        --concurrency 4 --pool prefork -n "$label@e2e" -Q fleet \
+        --concurrency 4 --pool prefork --prefetch-multiplier 8 -n "$label@e2e" -Q fleet \
         --without-gossip --without-mingle --without-heartbeat
     wait_until worker "Celery worker ready (worker-$label.log)" grep -q "$label@e2e ready" "$log"
 
-    local t0 t1
+    local t0 w1=$((TASKS * 3 / 10)) w2=$((TASKS * 3 / 10)) lost refused refusals pattern
+    local w3=$((TASKS - w1 - w2))
     t0="$(date +%s.%N)"
-    say "[$label] producer in public: $TASKS x fleet.add(i, i) straight to Redis"
-    in_pub env PYTHONPATH="$E2E" FLEET_BROKER_URL=redis://127.0.0.1:6379/0 \
-        FLEET_RESULT_BACKEND="db+postgresql://postgres@127.0.0.1:5432/$db" \
-        "$PY" "$E2E/fleet_ctl.py" send "$TASKS" "$ids" >"$STATE/producer-$label.log" 2>&1 ||
-        die "[$label] producer" "$STATE/producer-$label.log"
+    : >"$ids"
+    say "[$label] producer in public: $TASKS x fleet.add(i, i) in three waves ($w1, $w2, $w3)"
+    send_wave "$label" "$db" 0 "$w1"
+    wait_drained "$label" "$w1"
 
-    local lost refused refusals pattern
-    wait_done "$db" $((TASKS * 3 / 10))
-    say "[$label] $(done_count "$db")/$TASKS done: restarting Redis"
+    say "[$label] wave 1 in the worker ($(done_count "$db") done): restarting Redis"
     lost="$(count_lines "$log" 'Connection to broker lost')"
     refusals="$STATE/gateway.$GATEWAY_RUNS.log" pattern='route="?redis.*reason=backend_unreachable'
     [[ "$label" != bare ]] || refusals="$log" pattern='Cannot connect to|Connection refused'
@@ -441,20 +474,23 @@ celery_run() {
     stop redis TERM
     outage "$label" Redis "$refusals" "$pattern" "$refused" "$lost"
     start_redis $((++REDIS_RUNS))
-    wait_done "$db" $((TASKS * 6 / 10))
-    [[ "$label" != bare ]] || { finish_run "$label" "$db" "$log" "$ids" "$t0"; return; }
+    send_wave "$label" "$db" "$w1" "$w2"
+    wait_drained "$label" $((w1 + w2))
 
-    say "[$label] $(done_count "$db")/$TASKS done: killing the gateway, then starting it again"
-    lost="$(count_lines "$log" 'Connection to broker lost')"
-    if [[ "$label" == sidecar ]]; then
-        refusals="$STATE/sidecar.log" pattern='tunnel=redis.*reason=gateway_'
-    else
-        refusals="$STATE/haproxy.log" pattern='be_tcp:e2e:snigate-redis/gateway .* SC'
+    if [[ "$label" != bare ]]; then
+        say "[$label] wave 2 in the worker ($(done_count "$db") done): restarting the gateway (SIGTERM, drain)"
+        lost="$(count_lines "$log" 'Connection to broker lost')"
+        if [[ "$label" == sidecar ]]; then
+            refusals="$STATE/sidecar.log" pattern='tunnel=redis.*reason=gateway_'
+        else
+            refusals="$STATE/haproxy.log" pattern='be_tcp:e2e:snigate-redis/gateway .* SC'
+        fi
+        refused="$(count_lines "$refusals" "$pattern")"
+        stop gateway TERM
+        outage "$label" "the gateway" "$refusals" "$pattern" "$refused" "$lost"
+        start_gateway
     fi
-    refused="$(count_lines "$refusals" "$pattern")"
-    stop gateway KILL
-    outage "$label" "the gateway" "$refusals" "$pattern" "$refused" "$lost"
-    start_gateway
+    send_wave "$label" "$db" $((w1 + w2)) "$w3"
     finish_run "$label" "$db" "$log" "$ids" "$t0"
 }
 
@@ -504,7 +540,7 @@ check_sslrequest_not_routed() {
     psql_out="$(in_priv env PGCONNECT_TIMEOUT=20 psql \
         "host=$PG_HOST port=443 sslmode=require user=postgres dbname=fleet_direct" -XAtc 'select 1' 2>&1)" &&
         die "psql (libpq $(psql --version | awk '{print $3}'), SSLRequest first) got through the router: $psql_out"
-    psql_out="$(tr '\n' ' ' <<<"$psql_out" | sed -E 's/ +/ /g; s/ $//')"
+    psql_out="$(tr -s '[:space:]' ' ' <<<"$psql_out" | sed -E 's/ $//')"
     RESULTS+=("e2e[router]: PostgreSQL SSLRequest to the router is not routed: $got after $secs s (HAProxy: be_no_sni); the gateway itself answers S; psql $(psql --version | awk '{print $3}') sslmode=require: ${psql_out:0:160}")
 }
 

@@ -1,7 +1,8 @@
 """Producer and checker of the end-to-end test (scripts/e2e.sh); runs in the "public" namespace.
 
-  fleet_ctl.py send N IDS_FILE
-      send fleet.add(i, i) for i in 0..N-1 through the broker; write "i task_id" lines
+  fleet_ctl.py send START COUNT IDS_FILE
+      send fleet.add(i, i) for i in START..START+COUNT-1 through the broker; append
+      "i task_id" lines to IDS_FILE
   fleet_ctl.py check IDS_FILE WORKER_LOG LABEL ELAPSED
       read every result back from the result backend (PostgreSQL) and compare it with 2*i;
       count the tasks the worker log shows as executed more than once; print one summary
@@ -16,13 +17,13 @@ import sys
 from fleet import add, app
 
 
-def send(n, ids_file):
-    with open(ids_file, "w") as out:
+def send(start, count, ids_file):
+    with open(ids_file, "a") as out:
         with app.producer_or_acquire() as producer:
-            for i in range(n):
+            for i in range(start, start + count):
                 result = add.apply_async((i, i), producer=producer)
                 out.write(f"{i} {result.id}\n")
-    print(f"sent {n} tasks")
+    print(f"sent tasks {start}..{start + count - 1}")
 
 
 def load_ids(ids_file):
@@ -89,8 +90,8 @@ def check(ids_file, worker_log, label, elapsed):
 
 
 def main(argv):
-    if len(argv) == 3 and argv[0] == "send":
-        send(int(argv[1]), argv[2])
+    if len(argv) == 4 and argv[0] == "send":
+        send(int(argv[1]), int(argv[2]), argv[3])
         return 0
     if len(argv) == 5 and argv[0] == "check":
         return check(*argv[1:])
