@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Run the whole test suite (this is what CI runs, through .ci/run).
 #
-#   scripts/test.sh [extra cargo test arguments, e.g. a test name filter]
+#   scripts/test.sh                 cargo test, the manifest checks, the end-to-end test
+#   scripts/test.sh [cargo args]    only cargo test with those arguments (e.g. a name filter)
 #
-# Installs the dependencies first (scripts/install-deps.sh: Redis, PostgreSQL, a Python venv
-# with psycopg/libpq 17 and redis-py); the integration tests start their own Redis and
-# PostgreSQL servers on free ports and spawn the debug snigate binary.
+# Installs the dependencies first (scripts/install-deps.sh: Redis, PostgreSQL, HAProxy, Python
+# venvs); the integration tests start their own Redis and PostgreSQL servers on free ports and
+# spawn the debug snigate binary. Then tests/manifests/check.sh checks openshift/ offline, and
+# scripts/e2e.sh runs a Celery fleet through router -> gateway in two network namespaces
+# (needs root). Every part runs even when an earlier one fails; the exit status is non-zero
+# when any failed.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -22,4 +26,23 @@ export PATH="$SNIGATE_PG_BINDIR:$PATH" # initdb, postgres, pg_ctl
 
 # --no-fail-fast: run every test target even when one fails, so one run shows every failure.
 echo "==> cargo test --all-targets --no-fail-fast $*"
-exec cargo test --all-targets --no-fail-fast "$@"
+if [[ $# -gt 0 ]]; then
+    exec cargo test --all-targets --no-fail-fast "$@"
+fi
+declare -A RESULT=()
+cargo test --all-targets --no-fail-fast && RESULT[cargo test]=ok || RESULT[cargo test]=FAILED
+
+echo "==> manifest checks (tests/manifests/check.sh)"
+tests/manifests/check.sh && RESULT[manifests]=ok || RESULT[manifests]=FAILED
+
+echo "==> end-to-end: Celery through router -> gateway (scripts/e2e.sh)"
+scripts/e2e.sh && RESULT[e2e]=ok || RESULT[e2e]=FAILED
+
+echo
+passed=0 failed=0
+for part in "cargo test" manifests e2e; do
+    echo "test.sh: $part ${RESULT[$part]}"
+    if [[ "${RESULT[$part]}" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "test.sh: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
