@@ -13,15 +13,18 @@
 #   (nftables: only 10.77.0.1:443 out)                             └▶ PostgreSQL 127.0.0.1:5432
 #                                                producer (fleet_ctl.py) → Redis, reads PostgreSQL
 #
-# Run 1 ("sidecar"): the worker uses the sidecar; run 2 ("direct"): rediss:// with SNI and
-# libpq 17 sslnegotiation=direct through the router, no sidecar. Each run sends
-# $SNIGATE_E2E_TASKS tasks (500), restarts Redis and then the gateway while the worker is busy,
-# and checks every result in PostgreSQL. Then a PostgreSQL SSLRequest to the router must not be
-# routed. Logs stay in the state directory named on failure.
+# Run "sidecar": the worker uses the sidecar (psycopg2, unchanged URLs); run "direct": rediss://
+# with SNI and libpq 17 sslnegotiation=direct through the router, no sidecar. Each run sends
+# $SNIGATE_E2E_TASKS tasks (500) in three waves; Redis is restarted after the first and the
+# gateway (SIGTERM, drain) after the second, each while the worker is still executing the wave
+# (once every sent message has reached it: kombu loses a BRPOP reply cut off in flight, with or
+# without snigate); every result is then checked in PostgreSQL. Last, a PostgreSQL SSLRequest to
+# the router must not be routed. Logs stay in the state directory named on failure.
 #
-# Environment: SNIGATE_BIN (default target/debug/snigate, built when missing),
-# SNIGATE_E2E_TASKS (500), SNIGATE_E2E_TIMEOUT (seconds per wait, 60), SNIGATE_E2E_KEEP=1
-# (keep the state directory on success too).
+# Environment: SNIGATE_BIN (default target/debug/snigate, built first), SNIGATE_E2E_TASKS (500),
+# SNIGATE_E2E_TIMEOUT (seconds per wait, 60), SNIGATE_E2E_KEEP=1 (keep the state directory),
+# SNIGATE_E2E_RUNS (default "sidecar direct"; "bare" is a baseline without snigate: the worker
+# in public, straight to Redis and PostgreSQL, with the Redis restart only).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -365,7 +368,7 @@ wait_done() {
     while :; do
         n="$(done_count "$db")"
         ((n >= want)) && return 0
-        alive "${PIDS[worker]}" || die "the Celery worker exited ($n of $want results stored)" "${LOGS[worker]}"
+        alive "${PIDS[worker]}" || die "the Celery worker exited ($n of $want results stored): $(worker_death)" "${LOGS[worker]}"
         ((SECONDS < deadline)) || die "only $n of $want results stored after ${TIMEOUT}s ($(broker_state))" \
             "${LOGS[worker]}" "$STATE/sidecar.log" "$STATE/gateway.$GATEWAY_RUNS.log"
         sleep 0.2
@@ -380,6 +383,15 @@ broker_state() {
     printf 'broker: %s queued, %s unacked' "$queued" "$unacked"
 }
 
+# Why the Celery worker stopped: its "Unrecoverable error" line and the exception behind it.
+worker_death() {
+    local log="${LOGS[worker]}"
+    grep -m1 -oE 'Unrecoverable error: .*' "$log" | tr '\n' ' ' || true
+    # The traceback's last exception line (before the next log line) is what killed it.
+    sed -n '/Unrecoverable error/,/^\[20/p' "$log" | grep -E '^[a-z_.]+\.[A-Za-z]*(Error|Exception)[A-Za-z]*: ' |
+        tail -n 1 || true
+}
+
 count_lines() { grep -cE "$2" "$1" 2>/dev/null || true; }
 
 # outage LABEL WHAT LOG PATTERN COUNT: WHAT is down; wait until the worker has noticed (it logs
@@ -389,12 +401,12 @@ outage() {
     local label="$1" what="$2" log="$3" pattern="$4" before="$5" lost="$6"
     local deadline=$((SECONDS + TIMEOUT))
     until (($(count_lines "${LOGS[worker]}" 'Connection to broker lost') > lost)); do
-        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited after $what went down" "${LOGS[worker]}"
+        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited after $what went down: $(worker_death)" "${LOGS[worker]}"
         ((SECONDS < deadline)) || die "[$label] the worker never noticed that $what went down" "${LOGS[worker]}"
         sleep 0.05
     done
     until (($(count_lines "$log" "$pattern") > before)); do
-        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited after $what went down" "${LOGS[worker]}"
+        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited after $what went down: $(worker_death)" "${LOGS[worker]}"
         ((SECONDS < deadline)) || die "[$label] the worker did not try to reconnect while $what was down" \
             "${LOGS[worker]}" "$log"
         sleep 0.05
@@ -436,7 +448,7 @@ wait_drained() {
         got="$(received_count "$log")"
         queued="$(in_pub redis-cli -h 127.0.0.1 -p 6379 llen fleet 2>/dev/null || echo '?')"
         ((got >= want)) && [[ "$queued" == 0 ]] && return 0
-        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited ($got of $want received)" "$log"
+        alive "${PIDS[worker]}" || die "[$label] the Celery worker exited ($got of $want received): $(worker_death)" "$log"
         ((SECONDS < deadline)) || die "[$label] the worker received $got of $want tasks in ${TIMEOUT}s ($(broker_state))" "$log"
         sleep 0.02
     done
