@@ -3,7 +3,9 @@
 #
 #   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
 #     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2
-#   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17) and redis>=5
+#   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17), redis>=5 and
+#     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
+#   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
 #   Python venv <repo>/.venv-topology for the manifest checks and the Celery fleet of the
 #     end-to-end test: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,
 #     kubernetes-validate, jsonschema (a venv of its own: Celery pins its redis-py range)
@@ -16,9 +18,9 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2)
+APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2 g++)
 VENV="$REPO_ROOT/.venv"
-PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5")
+PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5" "sslyze>=6")
 TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
 # Celery 5.6: the database result backend retries failed writes (result_backend_always_retry).
 # Not 5.7.0: its consumer closes an already collected broker connection after a connection
@@ -80,7 +82,7 @@ check_pg_server() {
 
 venv_runs() { "${1:-$VENV}/bin/python" -c '' >/dev/null 2>&1; }
 
-# Exit 0 when the venv has psycopg >= 3.2 with its binary wheel and redis >= 5.
+# Exit 0 when the venv has psycopg >= 3.2 with its binary wheel, redis >= 5 and sslyze >= 6.
 venv_satisfied() {
     [[ -x "$VENV/bin/python" ]] || return 1
     "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
@@ -94,6 +96,7 @@ def v(name):
         return None
 
 ok = (v("psycopg") or (0,)) >= (3, 2) and v("psycopg-binary") and (v("redis") or (0,)) >= (5,)
+ok = ok and (v("sslyze") or (0,)) >= (6,)
 sys.exit(0 if ok else 1)
 PY
 }
@@ -162,8 +165,16 @@ check_libpq() {
     fi
 }
 
+# cargo-fuzz for the fuzz targets in fuzz/ (stable toolchain, `-s none`).
+install_cargo_fuzz() {
+    cargo fuzz --version >/dev/null 2>&1 && return 0
+    echo "install-deps: cargo install cargo-fuzz --locked"
+    quietly cargo install cargo-fuzz --locked
+}
+
 install_apt_packages
 check_pg_server
+install_cargo_fuzz
 install_venv
 check_libpq
 install_topology_venv

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite (this is what CI runs, through .ci/run).
 #
-#   scripts/test.sh                 cargo test, the manifest checks, the end-to-end test
+#   scripts/test.sh                 cargo test, a short fuzzing run, the manifest checks, the
+#                                   end-to-end test
 #   scripts/test.sh [cargo args]    only cargo test with those arguments (e.g. a name filter)
 #
 # Installs the dependencies first (scripts/install-deps.sh: Redis, PostgreSQL, HAProxy, Python
@@ -32,6 +33,9 @@ fi
 declare -A RESULT=()
 cargo test --all-targets --no-fail-fast && RESULT[cargo test]=ok || RESULT[cargo test]=FAILED
 
+echo "==> fuzzing, 15 s per target (scripts/fuzz.sh)"
+scripts/fuzz.sh 15 && RESULT[fuzz]=ok || RESULT[fuzz]=FAILED
+
 echo "==> manifest checks (tests/manifests/check.sh)"
 tests/manifests/check.sh && RESULT[manifests]=ok || RESULT[manifests]=FAILED
 
@@ -40,7 +44,7 @@ scripts/e2e.sh && RESULT[e2e]=ok || RESULT[e2e]=FAILED
 
 echo
 passed=0 failed=0
-for part in "cargo test" manifests e2e; do
+for part in "cargo test" fuzz manifests e2e; do
     echo "test.sh: $part ${RESULT[$part]}"
     if [[ "${RESULT[$part]}" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done

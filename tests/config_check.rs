@@ -205,3 +205,106 @@ fn bad_protocol_value() {
     let y = sidecar(&case, &pki).replace("protocol: redis", "protocol: memcached");
     assert_invalid("sidecar", &y, &["protocol", "memcached"]);
 }
+
+#[test]
+fn unknown_keys_at_every_level_are_errors() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let g = gateway(&case, &pki);
+    for (from, to, key) in [
+        ("routes:\n", "rootes: []\nroutes:\n", "rootes"),
+        ("tls:\n", "tls:\n  client_cert: x\n", "client_cert"),
+        ("timeouts: {", "timeouts: {handshak: 2s, ", "handshak"),
+        (
+            "routes:\n",
+            "limits: {max_conections: 5}\nroutes:\n",
+            "max_conections",
+        ),
+        (
+            "routes:\n",
+            "limits: {max_connections: 5, max_handshake: 1}\nroutes:\n",
+            "max_handshake",
+        ),
+    ] {
+        assert_invalid("gateway", &g.replacen(from, to, 1), &[key]);
+    }
+    let s = sidecar(&case, &pki);
+    assert_invalid(
+        "sidecar",
+        &s.replacen("tls:\n", "tls:\n  verify: false\n", 1),
+        &["verify"],
+    );
+    assert_invalid(
+        "sidecar",
+        &s.replacen("tunnels:\n", "insecure: true\ntunnels:\n", 1),
+        &["insecure"],
+    );
+}
+
+#[test]
+fn duplicate_route_and_tunnel_names() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let y = gateway(&case, &pki).replace("name: postgres", "name: redis");
+    assert_invalid("gateway", &y, &["routes[1].name", "redis", "routes[0]"]);
+    let mut a = Tunnel::new("redis", "redis", "127.0.0.1:8443", REDIS_SNI);
+    a.listen = case.listen();
+    let b = Tunnel::new("redis", "postgres", "127.0.0.1:8443", PG_SNI);
+    let y = sidecar_yaml(&pki.ca(), Some(&pki), &[a, b]);
+    assert_invalid("sidecar", &y, &["tunnels[1].name", "redis"]);
+    // Two tunnels on one fixed port.
+    let mut a = Tunnel::new("a", "redis", "127.0.0.1:8443", REDIS_SNI);
+    let mut b = Tunnel::new("b", "redis", "127.0.0.1:8443", REDIS_SNI);
+    a.listen = case.listen();
+    b.listen = case.listen();
+    let y = sidecar_yaml(&pki.ca(), Some(&pki), &[a, b]);
+    assert_invalid("sidecar", &y, &["tunnels[1].listen"]);
+}
+
+#[test]
+fn missing_key_and_ca_files() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let missing = case.dir.path().join("gone.key");
+    let y = gateway(&case, &pki).replace(&p(&pki.server_key()), &p(&missing));
+    assert_invalid("gateway", &y, &["tls.key", &p(&missing)]);
+    let missing = case.dir.path().join("gone-ca.crt");
+    let y = gateway(&case, &pki).replace(&p(&pki.ca()), &p(&missing));
+    assert_invalid("gateway", &y, &["tls.client_ca", &p(&missing)]);
+    let y = sidecar(&case, &pki).replace(&p(&pki.ca()), &p(&missing));
+    assert_invalid("sidecar", &y, &["tls.ca", &p(&missing)]);
+    let missing = case.dir.path().join("gone-client.key");
+    let y = sidecar(&case, &pki).replace(&p(&pki.client_key()), &p(&missing));
+    assert_invalid("sidecar", &y, &["tls.key", &p(&missing)]);
+    // cert without key
+    let y = sidecar(&case, &pki).replace(&format!("  key: {}\n", p(&pki.client_key())), "");
+    assert_invalid("sidecar", &y, &["tls.cert", "tls.key"]);
+}
+
+#[test]
+fn mismatched_key_and_cert_files() {
+    let (pki, other, case) = (Pki::new(), Pki::new(), Case::new());
+    // A certificate where the key belongs, and a key where the certificate belongs.
+    let y = gateway(&case, &pki).replace(&p(&pki.server_key()), &p(&pki.server_cert()));
+    assert_invalid("gateway", &y, &["tls.key"]);
+    let y = gateway(&case, &pki).replace(&p(&pki.server_cert()), &p(&pki.server_key()));
+    assert_invalid("gateway", &y, &["tls.cert"]);
+    // The sidecar's client key from another PKI.
+    let y = sidecar(&case, &pki).replace(&p(&pki.client_key()), &p(&other.client_key()));
+    assert_invalid("sidecar", &y, &["tls.key"]);
+    // A server certificate that does not cover a route's name.
+    let y = gateway(&case, &pki).replace(&format!("[{PG_SNI}]"), "[postgres.other.test]");
+    assert_invalid(
+        "gateway",
+        &y,
+        &["routes[1].server_names[0]", "postgres.other.test"],
+    );
+}
+
+#[test]
+fn bad_min_version_is_an_error() {
+    let (pki, case) = (Pki::new(), Case::new());
+    for v in ["\"1.1\"", "\"1.0\"", "\"ssl3\"", "1.2.0"] {
+        let y = gateway(&case, &pki).replacen("tls:\n", &format!("tls:\n  min_version: {v}\n"), 1);
+        assert_invalid("gateway", &y, &["min_version"]);
+    }
+    let y = sidecar(&case, &pki).replacen("tls:\n", "tls:\n  min_version: \"1.1\"\n", 1);
+    assert_invalid("sidecar", &y, &["min_version"]);
+}

@@ -10,6 +10,7 @@ pub mod pki;
 pub mod postgres;
 pub mod redis_server;
 pub mod resp;
+pub mod security;
 pub mod snigate;
 pub mod tls;
 

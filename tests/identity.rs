@@ -1,0 +1,329 @@
+//! Client certificates and identities against a running gateway: no certificate, another
+//! CA, expired, revoked (CRL, failing closed), and valid certificates whose identity (DNS or
+//! URI SAN, SPIFFE ID, CN) is outside a route's `allow` list. Each refusal: what the client
+//! sees, one `refused` line with its reason, no backend connection, good clients unaffected.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use rustls::AlertDescription;
+use support::pki::{p, CLIENT_NAME, LOCKED_PG_SNI, LOCKED_SNI, REDIS_SNI};
+use support::security::*;
+use support::tls::{alert, exchange, resp_line, ClientOpts};
+use support::{run, texts, Pki, CMD};
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+const SPIFFE: &str = "spiffe://snigate.test/ns/workers/sa/celery";
+
+/// Handshake as `client` (and, if it completes, a PING); the alert the gateway sent. With
+/// TLS 1.3 the client finishes its side first and reads the alert afterwards.
+async fn refused_alert(g: &Guarded, client: Option<&Pki>, sni: &str) -> AlertDescription {
+    let mut opts = ClientOpts::new(&g.pki);
+    opts.client = client;
+    let err = match opts.connect(g.gw.addr, sni).await {
+        Err(e) => e,
+        Ok(mut tls) => {
+            let (bytes, err) = exchange(&mut tls, PING).await;
+            assert_eq!(bytes, b"", "refused client got application data");
+            err.expect("a client-certificate failure must arrive as an alert")
+        }
+    };
+    alert(&err).unwrap_or_else(|| panic!("expected a TLS alert, got {err:?}"))
+}
+
+/// The reply a Redis client with `client`'s certificate gets on route `sni` to its PING.
+async fn redis_reply(g: &Guarded, client: &Pki, sni: &str) -> String {
+    let mut tls = ClientOpts::new(client)
+        .connect(g.gw.addr, sni)
+        .await
+        .expect("handshake");
+    resp_line(&mut tls, &["PING"]).await
+}
+
+/// A client certificate for `leaf`, issued by the fixture's CA.
+fn client(g: &Guarded, leaf: Leaf) -> Pki {
+    bundle(&g.pki, &g.pki, &leaf)
+}
+
+#[tokio::test]
+async fn no_client_certificate_is_refused() {
+    let mut g = Guarded::start(false, |_| {});
+    let before = g.refused();
+    let got = refused_alert(&g, None, REDIS_SNI).await;
+    assert_eq!(got, AlertDescription::CertificateRequired);
+    let line = g.assert_refused(before, "handshake_failed").await;
+    assert!(line.contains("certificate"), "{line}");
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_ca_is_refused() {
+    let mut g = Guarded::start(false, |_| {});
+    let stranger = Pki::new();
+    let before = g.refused();
+    // Every `snigate certs` CA has the same subject, so rustls finds an issuer by name and
+    // then fails the signature (decrypt_error); a differently named CA gives unknown_ca.
+    let got = refused_alert(&g, Some(&stranger), REDIS_SNI).await;
+    assert!(
+        matches!(
+            got,
+            AlertDescription::UnknownCA | AlertDescription::DecryptError
+        ),
+        "{got:?}"
+    );
+    g.assert_refused(before, "handshake_failed").await;
+}
+
+#[tokio::test]
+async fn expired_client_certificate_is_refused() {
+    let mut g = Guarded::start(false, |_| {});
+    let expired = client(
+        &g,
+        Leaf::client().dns(CLIENT_NAME).cn(CLIENT_NAME).expired(),
+    );
+    let before = g.refused();
+    let got = refused_alert(&g, Some(&expired), REDIS_SNI).await;
+    assert_eq!(got, AlertDescription::CertificateExpired);
+    g.assert_refused(before, "handshake_failed").await;
+}
+
+/// A certificate on the CRL is refused; the others, including one issued after the CRL,
+/// still work.
+#[tokio::test]
+async fn revoked_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let crl_file = write(
+        pki.path(),
+        "clients.crl",
+        &crl(&pki, &[0x5eed_0001], time::Duration::days(7)),
+    );
+    let mut g = Guarded::with_pki(pki, false, |c| c.crl = Some(crl_file));
+    let revoked = client(&g, Leaf::client().dns(CLIENT_NAME).serial(0x5eed_0001));
+    let before = g.refused();
+    let got = refused_alert(&g, Some(&revoked), REDIS_SNI).await;
+    assert_eq!(got, AlertDescription::CertificateRevoked);
+    g.assert_refused(before, "handshake_failed").await;
+    // Not on the list: served (the CRL says "good", not "unknown").
+    let fine = client(&g, Leaf::client().dns(CLIENT_NAME).serial(0x5eed_0002));
+    assert_eq!(redis_reply(&g, &fine, REDIS_SNI).await, "+PONG\r\n");
+    g.redis_conns += 1;
+    assert_eq!(g.redis.total_connections(), g.redis_conns);
+}
+
+/// A CRL that expires while the gateway runs: from then on every client is refused (an
+/// out-of-date list might miss a revocation), none is let through unchecked.
+#[tokio::test]
+async fn crl_expiring_while_running_fails_closed() {
+    let pki = Pki::new();
+    let crl_file = write(
+        pki.path(),
+        "clients.crl",
+        &crl(&pki, &[], time::Duration::seconds(3)),
+    );
+    let g = Guarded::with_pki(pki, false, |c| c.crl = Some(crl_file));
+    assert_eq!(redis_reply(&g, &g.pki, REDIS_SNI).await, "+PONG\r\n");
+    let conns = g.redis.total_connections();
+    std::thread::sleep(Duration::from_millis(3500));
+    let before = g.refused();
+    let got = refused_alert(&g, Some(&g.pki), REDIS_SNI).await;
+    println!("client after the CRL expired: {got:?}");
+    let line = expect_refusal(&g.gw.proc, before, "handshake_failed");
+    assert!(line.to_lowercase().contains("revocation"), "{line}");
+    assert_eq!(g.redis.total_connections(), conns);
+}
+
+/// A CRL file whose CRLs are not from our CA fails closed: one from an impostor CA with the
+/// same name fails its signature check, one from a differently named CA leaves our clients'
+/// revocation status unknown, and unknown is refused.
+#[tokio::test]
+async fn crl_from_another_ca_refuses_every_client() {
+    let impostor = crl(&Pki::new(), &[], time::Duration::days(7));
+    for (pem, detail) in [
+        (impostor, "BadSignature"),
+        (foreign_crl(), "UnknownRevocationStatus"),
+    ] {
+        let pki = Pki::new();
+        let crl_file = write(pki.path(), "clients.crl", &pem);
+        let g = Guarded::with_pki(pki, false, |c| c.crl = Some(crl_file));
+        let before = g.refused();
+        let got = refused_alert(&g, Some(&g.pki), REDIS_SNI).await;
+        let line = expect_refusal(&g.gw.proc, before, "handshake_failed");
+        assert!(line.contains(detail), "{line}");
+        println!("CRL {detail}: client saw {got:?}");
+        g.assert_no_backend_connection();
+    }
+}
+
+/// `snigate gateway` (with and without `--check`) exits 2 naming `tls.crl` when the CRL is
+/// expired, missing, not a CRL, or set without `client_ca`; nothing is bound.
+#[test]
+fn crl_problems_refuse_to_start() {
+    let pki = Pki::new();
+    let dir = pki.path().to_owned();
+    let routes = || vec![RouteConf::new("redis", REDIS_SNI, "redis", "127.0.0.1:1")];
+    let expired = write(
+        &dir,
+        "expired.crl",
+        &crl(&pki, &[], -time::Duration::days(1)),
+    );
+    let not_crl = pki.server_cert();
+    let missing = dir.join("missing.crl");
+    for (crl_path, with_ca, needle) in [
+        (&expired, true, "expired"),
+        (&missing, true, "missing.crl"),
+        (&not_crl, true, "no X509 CRL"),
+        (&expired, false, "client_ca"),
+    ] {
+        let mut conf = GwConf::new(&pki, routes());
+        conf.crl = Some(crl_path.clone());
+        if !with_ca {
+            conf.client_ca = None;
+        }
+        let config = write(&dir, "gateway.yaml", &conf.yaml());
+        for check in [true, false] {
+            let mut cmd = Command::new(support::snigate_bin());
+            cmd.args(["gateway", "--config", &p(&config)]);
+            if check {
+                cmd.arg("--check");
+            }
+            let out = run(&mut cmd, CMD);
+            let (_, e) = texts(&out);
+            assert_eq!(out.status.code(), Some(2), "{needle}: {e}");
+            assert!(e.contains("tls.crl") && e.contains(needle), "{needle}: {e}");
+            assert!(e.contains(&p(&config)), "{e}");
+            assert!(!e.contains("listening"), "{e}");
+        }
+    }
+}
+
+/// Identities come from DNS SANs (case-insensitive), URI SANs (SPIFFE IDs, exact) and the
+/// CN (exact). Certificates from the right CA whose identity is not listed get Redis' native
+/// error after the handshake; a listed one is served.
+#[tokio::test]
+async fn identity_outside_allow_gets_a_redis_error() {
+    let mut g = Guarded::start(false, |c| {
+        let backend = c.routes[0].backend.clone();
+        c.routes.push(
+            RouteConf::new("spiffe", LOCKED_SNI, "redis", backend)
+                .allow(&[&format!("uri:{SPIFFE}"), "cn:Worker"]),
+        );
+    });
+    let refused = [
+        // route redis: allow dns:worker.snigate.test
+        (REDIS_SNI, "redis", Leaf::client().dns("other.snigate.test")),
+        (REDIS_SNI, "redis", Leaf::client().cn(CLIENT_NAME)), // a CN is no DNS SAN
+        (
+            REDIS_SNI,
+            "redis",
+            Leaf::client().dns("worker.snigate.test.evil"),
+        ),
+        (
+            REDIS_SNI,
+            "redis",
+            Leaf::client().dns("evil.worker.snigate.test"),
+        ),
+        (
+            REDIS_SNI,
+            "redis",
+            Leaf::client().uri("dns:worker.snigate.test"),
+        ),
+        // route spiffe: allow uri:<SPIFFE>, cn:Worker
+        (
+            LOCKED_SNI,
+            "spiffe",
+            Leaf::client().uri("spiffe://snigate.test/ns/workers/sa/celery-x"),
+        ),
+        (
+            LOCKED_SNI,
+            "spiffe",
+            Leaf::client().uri(&format!("{SPIFFE}/extra")),
+        ),
+        (
+            LOCKED_SNI,
+            "spiffe",
+            Leaf::client().uri("spiffe://evil.test/ns/workers/sa/celery"),
+        ),
+        (
+            LOCKED_SNI,
+            "spiffe",
+            Leaf::client().uri(&SPIFFE.to_uppercase()),
+        ),
+        (LOCKED_SNI, "spiffe", Leaf::client().cn("worker")),
+        (LOCKED_SNI, "spiffe", Leaf::client().cn("Worker ")),
+        (LOCKED_SNI, "spiffe", Leaf::client().dns("worker")),
+        (LOCKED_SNI, "spiffe", Leaf::client().dns(CLIENT_NAME)),
+    ];
+    for (sni, route, leaf) in refused {
+        let what = format!("{leaf:?} on {route}");
+        let before = g.refused();
+        let reply = redis_reply(&g, &client(&g, leaf), sni).await;
+        assert_eq!(
+            reply,
+            format!("-ERR snigate: {route}: client identity not allowed\r\n"),
+            "{what}"
+        );
+        let line = g.assert_refused(before, "identity_not_allowed").await;
+        assert!(
+            line.contains(&format!("route=\"{route}\"")) || line.contains(route),
+            "{line}"
+        );
+    }
+    let allowed = [
+        (REDIS_SNI, Leaf::client().dns("WORKER.Snigate.Test")),
+        (
+            REDIS_SNI,
+            Leaf::client().dns("other.snigate.test").dns(CLIENT_NAME),
+        ),
+        (LOCKED_SNI, Leaf::client().uri(SPIFFE)),
+        (LOCKED_SNI, Leaf::client().cn("Worker")),
+        (
+            LOCKED_SNI,
+            Leaf::client()
+                .dns("x.snigate.test")
+                .uri(SPIFFE)
+                .cn("nobody"),
+        ),
+    ];
+    for (sni, leaf) in allowed {
+        let what = format!("{leaf:?}");
+        let before = g.refused();
+        assert_eq!(
+            redis_reply(&g, &client(&g, leaf), sni).await,
+            "+PONG\r\n",
+            "{what}"
+        );
+        g.redis_conns += 1;
+        assert_eq!(g.redis.total_connections(), g.redis_conns, "{what}");
+        assert_eq!(g.refused(), before, "{what}");
+    }
+}
+
+/// The same for PostgreSQL: psql with a certificate whose SPIFFE ID is not listed gets
+/// FATAL `client identity not allowed`; PostgreSQL never sees the connection.
+#[tokio::test]
+async fn identity_outside_allow_gets_a_postgres_fatal() {
+    let mut g = Guarded::start(true, |c| {
+        let backend = c.routes[1].backend.clone();
+        c.routes.push(
+            RouteConf::new("pg-spiffe", LOCKED_PG_SNI, "postgres", backend)
+                .allow(&[&format!("uri:{SPIFFE}")]),
+        );
+    });
+    let before = g.refused();
+    let stranger = client(
+        &g,
+        Leaf::client().uri("spiffe://snigate.test/ns/workers/sa/other"),
+    );
+    let out = g.psql(LOCKED_PG_SNI, &stranger);
+    let (_, e) = texts(&out);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("FATAL:  snigate: pg-spiffe: client identity not allowed"),
+        "{e}"
+    );
+    g.assert_refused(before, "identity_not_allowed").await;
+    let worker = client(&g, Leaf::client().uri(SPIFFE));
+    let out = g.psql(LOCKED_PG_SNI, &worker);
+    assert_eq!(texts(&out).0, "1\n", "{:?}", texts(&out));
+}

@@ -1,0 +1,199 @@
+//! No secret in any log line, even at `RUST_LOG=trace`: a full session through sidecar and
+//! gateway with PostgreSQL password users (SCRAM-SHA-256 and MD5) and Redis `requirepass`,
+//! right and wrong passwords, clients through the sidecar and straight to the gateway; then
+//! both logs are searched for the passwords, any PEM block and the base64 of every
+//! certificate and key file.
+
+mod support;
+
+use std::fs;
+use std::process::Command;
+
+use support::pki::{p, CLIENT_NAME, PG_SNI, REDIS_SNI};
+use support::security::*;
+use support::tls::{resp_line, ClientOpts};
+use support::{run, texts, Pki, Postgres, RedisServer, CMD};
+
+const SCRAM_PASSWORD: &str = "Scram-Pw-9f2c41d7";
+const MD5_PASSWORD: &str = "Md5-Pw-7be3a5c0";
+const REDIS_PASSWORD: &str = "Redis-Pw-4d81e6b9";
+const WRONG_PASSWORD: &str = "Wrong-Pw-0a6f3c2e";
+
+/// PostgreSQL with a SCRAM and an MD5 password user; `postgres` itself stays trusted for
+/// the harness.
+fn pg_with_passwords() -> Postgres {
+    let pg = Postgres::start();
+    pg.psql(&format!(
+        "CREATE ROLE scram_user LOGIN PASSWORD '{SCRAM_PASSWORD}'; \
+         SET password_encryption = 'md5'; \
+         CREATE ROLE md5_user LOGIN PASSWORD '{MD5_PASSWORD}';"
+    ));
+    let hba = pg.dir.path().join("data/pg_hba.conf");
+    fs::write(
+        &hba,
+        "local all all trust\n\
+         host all postgres 127.0.0.1/32 trust\n\
+         host all md5_user 127.0.0.1/32 md5\n\
+         host all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    assert_eq!(pg.psql("select pg_reload_conf()"), "t");
+    pg
+}
+
+/// psql as `user` with `password` to `conninfo`; (success, stdout, stderr).
+fn psql(conninfo: &str, user: &str, password: &str) -> (bool, String, String) {
+    let mut cmd = Command::new("psql");
+    cmd.arg(format!(
+        "{conninfo} user={user} dbname=postgres connect_timeout=20"
+    ));
+    cmd.args(["-XAtc", "select current_user"])
+        .env("PGPASSWORD", password);
+    let out = run(&mut cmd, CMD);
+    let (o, e) = texts(&out);
+    (out.status.success(), o, e)
+}
+
+fn redis_cli(port: u16, password: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-p", &port.to_string(), "--no-auth-warning", "-a", password]);
+    texts(&run(cmd.args(args), CMD)).0
+}
+
+/// 40 characters from the middle of each PEM file's base64 body.
+fn pem_fragments(pki: &Pki) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        let pem = fs::read_to_string(pki.path().join(f)).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        out.push((
+            f.to_owned(),
+            body[body.len() / 2..body.len() / 2 + 40].to_owned(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn no_password_key_or_certificate_in_trace_logs() {
+    let pg = pg_with_passwords();
+    let redis = RedisServer::start();
+    let mut admin = redis.direct();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(REDIS_PASSWORD)
+        .query(&mut admin)
+        .unwrap();
+    let pki = Pki::new();
+    let ok = format!("dns:{CLIENT_NAME}");
+    let routes = vec![
+        RouteConf::new("redis", REDIS_SNI, "redis", redis.addr()).allow(&[&ok]),
+        RouteConf::new(
+            "postgres",
+            PG_SNI,
+            "postgres",
+            format!("127.0.0.1:{}", pg.port),
+        )
+        .allow(&[&ok]),
+    ];
+    let gw = Launched::start(
+        "gateway",
+        &GwConf::new(&pki, routes).yaml(),
+        1,
+        "trace",
+        None,
+    );
+    let gw_addr = gw.addr("");
+    let sidecar_yaml = format!(
+        "timeouts: {{probe_interval: 0s}}\ntls:\n  ca: {}\n  cert: {}\n  key: {}\ntunnels:\n\
+         \x20 - {{name: redis, listen: 127.0.0.1:0, protocol: redis, connect: {gw_addr}, server_name: {REDIS_SNI}}}\n\
+         \x20 - {{name: postgres, listen: 127.0.0.1:0, protocol: postgres, connect: {gw_addr}, server_name: {PG_SNI}}}\n",
+        p(&pki.ca()),
+        p(&pki.client_cert()),
+        p(&pki.client_key())
+    );
+    let sc = Launched::start("sidecar", &sidecar_yaml, 2, "trace", None);
+    let (redis_port, pg_port) = (sc.addr("redis").port(), sc.addr("postgres").port());
+
+    // Redis through the sidecar: AUTH right and wrong, a value that looks like a secret.
+    assert_eq!(
+        redis_cli(redis_port, REDIS_PASSWORD, &["SET", "k", REDIS_PASSWORD]),
+        "OK\n"
+    );
+    assert_eq!(
+        redis_cli(redis_port, REDIS_PASSWORD, &["GET", "k"]),
+        format!("{REDIS_PASSWORD}\n")
+    );
+    let wrong = redis_cli(redis_port, WRONG_PASSWORD, &["PING"]);
+    assert!(
+        wrong.contains("WRONGPASS") || wrong.contains("NOAUTH"),
+        "{wrong}"
+    );
+    // Redis straight to the gateway, AUTH as the first command (the bytes the gateway reads
+    // itself before it dials the backend).
+    let mut tls = ClientOpts::new(&pki)
+        .connect(gw_addr, REDIS_SNI)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp_line(&mut tls, &["AUTH", REDIS_PASSWORD]).await,
+        "+OK\r\n"
+    );
+    assert_eq!(resp_line(&mut tls, &["PING"]).await, "+PONG\r\n");
+    drop(tls);
+
+    // PostgreSQL through the sidecar (SCRAM, MD5, a wrong password) and straight to the
+    // gateway with verify-full.
+    let local = format!("host=127.0.0.1 port={pg_port}");
+    for (user, password) in [("scram_user", SCRAM_PASSWORD), ("md5_user", MD5_PASSWORD)] {
+        let (ok, out, err) = psql(&local, user, password);
+        assert!(ok && out == format!("{user}\n"), "{user}: {out}{err}");
+    }
+    let (ok, _, err) = psql(&local, "scram_user", WRONG_PASSWORD);
+    assert!(
+        !ok && err.contains("password authentication failed"),
+        "{err}"
+    );
+    let direct = format!(
+        "host={PG_SNI} hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert={} \
+         sslcert={} sslkey={}",
+        gw_addr.port(),
+        p(&pki.ca()),
+        p(&pki.client_cert()),
+        p(&pki.client_key())
+    );
+    let (ok, out, err) = psql(&direct, "scram_user", SCRAM_PASSWORD);
+    assert!(ok && out == "scram_user\n", "{out}{err}");
+
+    // Let the last close lines land, then search both logs.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let secrets = [SCRAM_PASSWORD, MD5_PASSWORD, REDIS_PASSWORD, WRONG_PASSWORD];
+    for (role, log) in [("gateway", gw.log()), ("sidecar", sc.log())] {
+        let lines = log.lines().count();
+        assert!(
+            log.contains(" TRACE "),
+            "{role}: RUST_LOG=trace had no effect"
+        );
+        assert!(log.contains("closed"), "{role}: no connection was logged");
+        for line in log.lines() {
+            for s in secrets {
+                assert!(!line.contains(s), "{role} logged a password: {line}");
+            }
+            for marker in ["-----BEGIN", "PRIVATE KEY", "CERTIFICATE-----"] {
+                assert!(!line.contains(marker), "{role} logged PEM: {line}");
+            }
+            for (file, fragment) in pem_fragments(&pki) {
+                assert!(!line.contains(&fragment), "{role} logged {file}: {line}");
+            }
+        }
+        println!("{role}: {lines} log lines at trace, no secret in any");
+    }
+}
