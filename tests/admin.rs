@@ -146,7 +146,7 @@ async fn metrics_count_real_traffic_exactly() {
         .unwrap();
     let mut c = Resp::new(tls);
     match c.cmd(&[b"PING"]).await.unwrap() {
-        Reply::Error(e) => assert!(e.starts_with("ERR snigate: dead: backend"), "{e}"),
+        Reply::Error(e) => assert!(e.starts_with("LOADING snigate: dead: backend"), "{e}"),
         other => panic!("expected the native error, got {other:?}"),
     }
 

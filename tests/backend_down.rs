@@ -92,7 +92,7 @@ async fn redis_client_gets_err_reply_when_backend_is_down() {
     let pki = Pki::new();
     let dead = dead_port();
     let (_gw, sc) = chain_to(&pki, &format!("127.0.0.1:{dead}"));
-    let prefix = format!("ERR snigate: redis: backend 127.0.0.1:{dead} unreachable: ");
+    let prefix = format!("LOADING snigate: redis: backend 127.0.0.1:{dead} unreachable: ");
     assert_one_line_starting(&redis_cli(sc.port("redis")), &prefix);
     // On the wire: one error reply to the first command, then the connection closes.
     let mut tcp = TcpStream::connect(("127.0.0.1", sc.port("redis")))
@@ -135,7 +135,7 @@ fn sidecar_reports_unreachable_gateway() {
     let pki = Pki::new();
     let dead = dead_port();
     let sc = Sidecars::start(&pki, &pki, tunnels(format!("127.0.0.1:{dead}").as_str()));
-    let prefix = format!("ERR snigate: redis: gateway 127.0.0.1:{dead} unreachable: ");
+    let prefix = format!("LOADING snigate: redis: gateway 127.0.0.1:{dead} unreachable: ");
     assert_one_line_starting(&redis_cli(sc.port("redis")), &prefix);
     let out = psql(sc.port("postgres"));
     let (_, e) = texts(&out);
@@ -238,7 +238,7 @@ fn redis_py_client_recovers_when_backend_comes_back() {
         .unwrap();
     assert!(status.success(), "{lines:?} {rest} {err}");
     let want =
-        format!("down: ResponseError snigate: redis: backend 127.0.0.1:{port} unreachable: ");
+        format!("down: ConnectionError snigate: redis: backend 127.0.0.1:{port} unreachable: ");
     assert!(lines[0].starts_with(&want), "{lines:?}");
     assert_eq!(rest, "up: ping True\nup: set True yes\n");
     // Our admin connection plus exactly one reconnect by the client.

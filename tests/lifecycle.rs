@@ -134,7 +134,7 @@ async fn sidecar_recovers_as_soon_as_a_restarted_gateway_is_back() {
     let end = long_lived.read_reply().await.unwrap_err();
     assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
     let mut down = Resp::connect(tunnel).await.unwrap();
-    let prefix = format!("ERR snigate: redis: gateway {gw_addr} unreachable: ");
+    let prefix = format!("LOADING snigate: redis: gateway {gw_addr} unreachable: ");
     match down.cmd(&[b"PING"]).await.unwrap() {
         Reply::Error(e) => assert!(e.starts_with(&prefix), "{e:?} !~ {prefix:?}"),
         other => panic!("expected {prefix:?}, got {other:?}"),
@@ -172,16 +172,15 @@ async fn sidecar_recovers_as_soon_as_a_restarted_gateway_is_back() {
     let mut stderr = py.child.stderr.take().unwrap();
     stderr.read_to_string(&mut err).unwrap();
     assert!(status.success(), "{lines:?} {rest} {err}");
-    let want = format!("down: ResponseError snigate: redis: gateway {gw_addr} unreachable: ");
+    let want = format!("down: ConnectionError snigate: redis: gateway {gw_addr} unreachable: ");
     assert!(lines[0].starts_with(&want), "{lines:?}");
     assert_eq!(rest, "up: ping True\nup: set True yes\n");
-    assert_eq!(
-        sc.proc
-            .count_lines(&["refused", "reason=gateway_unreachable"]),
-        2,
-        "one refusal for our client, one for redis-py:\n{}",
-        sc.proc.log()
-    );
+    // One for our client; redis-py retries a LOADING reply (a ConnectionError) by its own
+    // retry policy, so it may be refused more than once before the gateway is back.
+    let refusals = sc
+        .proc
+        .count_lines(&["refused", "reason=gateway_unreachable"]);
+    assert!(refusals >= 2, "{refusals} refusals:\n{}", sc.proc.log());
 }
 
 /// Established TCP sockets of every process, from `ss -tnieop`: one record per socket

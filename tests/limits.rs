@@ -100,7 +100,7 @@ async fn a_route_at_its_limit_answers_with_a_native_error() {
         .unwrap();
     assert_eq!(
         resp_line(&mut second, &["PING"]).await,
-        "-ERR snigate: redis: route at its limit of 1 connections\r\n"
+        "-LOADING snigate: redis: route at its limit of 1 connections\r\n"
     );
     expect_refusal(&g.gw.proc, before, "route_full");
     g.assert_no_backend_connection();

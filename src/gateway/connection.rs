@@ -168,7 +168,7 @@ async fn refuse(
     deadline: Duration,
 ) -> Refusal {
     let message = format!("snigate: {}: {}", route.name, refusal.client_message());
-    let reply = protocol::refuse(route.protocol, tls, greeting, &message);
+    let reply = protocol::refuse(route.protocol, tls, greeting, &message, refusal.transient());
     let _ = tokio::time::timeout(deadline, reply).await;
     refusal
 }

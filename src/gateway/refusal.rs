@@ -65,6 +65,12 @@ impl Classified for Refusal {
 }
 
 impl Refusal {
+    /// Whether the same client may succeed by retrying later (the far side or capacity will
+    /// come back), as opposed to being refused for who it is.
+    pub fn transient(&self) -> bool {
+        matches!(self, Refusal::Backend { .. } | Refusal::RouteFull(_))
+    }
+
     /// What the client itself is told, after `snigate: <route>: `.
     pub fn client_message(&self) -> String {
         match self {

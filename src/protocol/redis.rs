@@ -9,17 +9,24 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Enough for any first command a client sends on connect (AUTH, HELLO, CLIENT SETINFO, PING).
 const MAX_FIRST_COMMAND: usize = 64 * 1024;
 
-/// `-ERR <message>\r\n`, with line breaks replaced so the reply stays one RESP line.
-pub fn error_reply(message: &str) -> BytesMut {
+/// `-LOADING <message>\r\n` for a condition that will pass, `-ERR <message>\r\n` for one that
+/// will not; line breaks are replaced so the reply stays one RESP line.
+///
+/// The prefix decides what clients do next: redis-py (and so kombu/Celery) turns `LOADING`
+/// into BusyLoadingError, a ConnectionError that is retried exactly like a Redis restart,
+/// while `ERR` becomes ResponseError, which a Celery worker treats as fatal. Redis itself
+/// answers `LOADING` while it cannot serve yet.
+pub fn error_reply(message: &str, transient: bool) -> BytesMut {
     let line: String = message
         .chars()
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect();
     let mut out = BytesMut::with_capacity(line.len() + 8);
     // Encoding a simple error into a growable buffer cannot fail.
+    let code = if transient { "LOADING" } else { "ERR" };
     let _ = extend_encode_borrowed(
         &mut out,
-        &BorrowedFrame::Error(&format!("ERR {line}")),
+        &BorrowedFrame::Error(&format!("{code} {line}")),
         false,
     );
     out
@@ -27,12 +34,17 @@ pub fn error_reply(message: &str) -> BytesMut {
 
 /// Waits for the client's first command (a client reads a reply only after it has written one),
 /// answers it with the error and closes.
-pub async fn refuse<S>(stream: &mut S, greeting: &[u8], message: &str) -> std::io::Result<()>
+pub async fn refuse<S>(
+    stream: &mut S,
+    greeting: &[u8],
+    message: &str,
+    transient: bool,
+) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     read_first_command(stream, greeting).await?;
-    stream.write_all(&error_reply(message)).await?;
+    stream.write_all(&error_reply(message, transient)).await?;
     stream.shutdown().await
 }
 
@@ -65,10 +77,10 @@ mod tests {
     #[test]
     fn error_reply_is_one_resp_error_line() {
         assert_eq!(
-            &error_reply("snigate: redis: backend 10.0.0.1:6379 unreachable")[..],
-            b"-ERR snigate: redis: backend 10.0.0.1:6379 unreachable\r\n"
+            &error_reply("snigate: redis: backend 10.0.0.1:6379 unreachable", true)[..],
+            b"-LOADING snigate: redis: backend 10.0.0.1:6379 unreachable\r\n"
         );
-        assert_eq!(&error_reply("a\r\nb")[..], b"-ERR a  b\r\n");
+        assert_eq!(&error_reply("a\r\nb", false)[..], b"-ERR a  b\r\n");
     }
 
     #[test]
@@ -86,11 +98,11 @@ mod tests {
     async fn refuse_answers_the_first_command_then_closes() {
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(b"\r\n$4\r\nPING\r\n").await.unwrap();
-        refuse(&mut server, b"*1", "snigate: r: down")
+        refuse(&mut server, b"*1", "snigate: r: down", true)
             .await
             .unwrap();
         let mut reply = Vec::new();
         client.read_to_end(&mut reply).await.unwrap();
-        assert_eq!(reply, b"-ERR snigate: r: down\r\n");
+        assert_eq!(reply, b"-LOADING snigate: r: down\r\n");
     }
 }

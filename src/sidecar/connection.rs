@@ -111,7 +111,13 @@ async fn refuse(
     failure: Failure,
 ) -> Failure {
     let message = format!("snigate: {}: {}", tunnel.name, failure);
-    let reply = protocol::refuse(tunnel.protocol, &mut local, greeting, &message);
+    let reply = protocol::refuse(
+        tunnel.protocol,
+        &mut local,
+        greeting,
+        &message,
+        failure.transient(),
+    );
     let _ = tokio::time::timeout(tunnel.timeouts.handshake, reply).await;
     failure
 }

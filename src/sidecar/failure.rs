@@ -21,6 +21,19 @@ pub enum Failure {
     Forward(io::Error),
 }
 
+impl Failure {
+    /// Whether retrying may succeed: the gateway down or restarting (refused connections,
+    /// EOF or reset mid-handshake, timeouts) is; a certificate or name that does not verify,
+    /// or a gateway alert refusing us (rustls reports both as InvalidData), is not.
+    pub fn transient(&self) -> bool {
+        match self {
+            Failure::Handshake { source, .. } => source.kind() != io::ErrorKind::InvalidData,
+            Failure::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 impl Classified for Failure {
     fn side(&self) -> Side {
         match self {
