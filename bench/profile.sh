@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Profile snigate's data path (sidecar + gateway) with perf on the Redis workloads of run.sh.
 #
-#   bench/profile.sh [--workloads p1,p32,big,conn] [--out DIR]   (default p1,p32,big)
+#   bench/profile.sh [--workloads p1,p32,big,conn] [--out DIR]
 #
 # Builds snigate with debug info and frame pointers into $PROFILE_TARGET_DIR (default
 # target/profiling; the normal release build is untouched; SNIGATE_BIN: use that binary), starts its own redis-server and a
-# sidecar -> gateway chain (TLS 1.3, mutual TLS, as in run.sh), and for each workload:
+# sidecar -> gateway chain (TLS 1.3, mutual TLS, as in run.sh), and for each workload (p1,
+# p32, big as in run.sh; conn = new connections, redis-benchmark -k 0):
 #   - perf record -e cpu-clock -g on both snigate processes while redis-benchmark runs
 #     (cpu-clock: a software timer, so it works in VMs without hardware counters);
 #   - perf stat on both processes during a second identical run: syscalls and context
@@ -23,7 +24,7 @@ source "$BENCH_DIR/lib/common.sh"
 source "$BENCH_DIR/lib/chains.sh"
 
 OUT="$BENCH_DIR/results/profile"
-WORKLOADS=(p1 p32 big)
+WORKLOADS=(p1 p32 big conn)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --workloads) IFS=, read -r -a WORKLOADS <<<"${2:?}"; shift ;;
@@ -123,7 +124,9 @@ for w in "${WORKLOADS[@]}"; do
     perf stat -x, -e cpu-clock,context-switches,raw_syscalls:sys_enter \
         -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev \
         -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait \
-        -e syscalls:sys_enter_futex \
+        -e syscalls:sys_enter_futex,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_setsockopt \
+        -e syscalls:sys_enter_getrandom,syscalls:sys_enter_accept4,syscalls:sys_enter_connect \
+        -e syscalls:sys_enter_close,syscalls:sys_enter_shutdown \
         -p "$PIDS" -o "$W/$w.stat.csv" -- \
         redis-benchmark -p "${PORT_REDIS[snigate]}" -q "${args[@]}" >"$W/$w.bench2.txt" 2>&1
     "$PY" - "$W/$w.stat.csv" "$(ops "$w")" >"$OUT/$w.stat.txt" <<'PY'

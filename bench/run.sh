@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark snigate (sidecar -> gateway) against stunnel, HAProxy and nginx on loopback.
 #
-#   bench/run.sh            full run (~15 min on 2 cores): 3 interleaved rounds
+#   bench/run.sh            full run (~15 min on 2 cores): 5 interleaved rounds
 #   bench/run.sh --quick    smoke run (~3 min): 1 round, smaller counts
 #
 # Options:
-#   --rounds N            rounds of every workload through every chain (default 3; quick 1)
+#   --rounds N            rounds of every workload through every chain (default 5; quick 1)
 #   --chains a,b,...      subset of direct,snigate,stunnel,haproxy,nginx; snigate-1w adds
 #                         snigate with one tokio worker thread per process
 #   --workloads a,b,...   subset of idle,p1,p32,big,pg,pgc,conn_full,conn_resumed
@@ -74,8 +74,8 @@ if [[ $QUICK -eq 1 ]]; then
     : "${ROUNDS:=1}"
     N_P1=10000 N_P32=150000 N_BIG=3000 PG_SECS=2 PGC_SECS=2 N_CONN=1000 IDLE_CONNS=1000 PG_SCALE=2
 else
-    : "${ROUNDS:=3}"
-    N_P1=40000 N_P32=600000 N_BIG=12000 PG_SECS=6 PGC_SECS=6 N_CONN=4000 IDLE_CONNS=5000 PG_SCALE=10
+    : "${ROUNDS:=5}"
+    N_P1=25000 N_P32=400000 N_BIG=8000 PG_SECS=4 PGC_SECS=4 N_CONN=2500 IDLE_CONNS=5000 PG_SCALE=10
 fi
 REDIS_PORT=$((PORT_BASE + 1))
 PG_PORT=$((PORT_BASE + 2))
