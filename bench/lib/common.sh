@@ -2,6 +2,10 @@
 # Helpers for bench/run.sh: messages, process start/stop, readiness polling, /proc readings.
 # Source it; it defines functions and a few arrays only.
 
+# as_root, pg_bindir: the project's shared helpers, one copy for scripts/ and bench/.
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
 say() { printf '==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
 
@@ -13,17 +17,6 @@ die() {
         echo "----" >&2
     fi
     exit 1
-}
-
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "bench: '$*' needs root and sudo is not installed" >&2
-        return 1
-    fi
 }
 
 # quietly LOG COMMAND...: run COMMAND with its output appended to LOG; show LOG if it fails.
