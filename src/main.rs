@@ -124,7 +124,9 @@ fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
         let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
         start_common(admin, &gateway.metrics, &gateway.health, &requested)?;
         reload::spawn(gateway.clone(), serving.accept.clone())?;
-        tokio::spawn(gateway.clone().serve(listener, serving.clone()));
+        serving
+            .listeners
+            .spawn(gateway.clone().serve(listener, serving.clone()));
         shutdown::stop_when(requested, &gateway.health, config.timeouts, serving).await;
         Ok(())
     })

@@ -21,6 +21,8 @@ pub struct Serving {
     /// Cancelled to close connections still open when the drain period ends.
     pub force: CancellationToken,
     pub tracker: TaskTracker,
+    /// The accept loops, so a stop can wait until every listening socket is closed.
+    pub listeners: TaskTracker,
     /// One permit per open connection.
     pub connections: Arc<Semaphore>,
     /// One permit per TLS handshake in progress.
@@ -33,6 +35,7 @@ impl Serving {
             accept: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            listeners: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
         }
@@ -69,6 +72,8 @@ pub async fn stop_when(
         tokio::time::sleep(timeouts.shutdown_delay).await;
     }
     serving.accept.cancel();
+    serving.listeners.close();
+    serving.listeners.wait().await;
     serving.tracker.close();
     let open = serving.tracker.len();
     tracing::info!(open, grace = ?timeouts.drain, "no longer accepting; draining");

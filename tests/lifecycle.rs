@@ -210,13 +210,14 @@ fn sockets() -> Vec<(SocketAddr, SocketAddr, String)> {
         .collect()
 }
 
-/// The keepalive timer of the one socket of `pid` matching `pick`, in seconds.
+/// The keepalive timer of the one socket of `pid` matching `pick`, in seconds; `None` while
+/// another timer (a retransmit of data not yet acknowledged) is the one `ss` shows.
 fn keepalive_secs(
     all: &[(SocketAddr, SocketAddr, String)],
     pid: u32,
     what: &str,
     pick: impl Fn(&SocketAddr, &SocketAddr) -> bool,
-) -> u64 {
+) -> Option<u64> {
     let owner = format!("pid={pid},");
     let found: Vec<&String> = all
         .iter()
@@ -224,10 +225,7 @@ fn keepalive_secs(
         .map(|(_, _, r)| r)
         .collect();
     assert_eq!(found.len(), 1, "{what}: sockets {found:#?}");
-    let timer = found[0]
-        .split("timer:(keepalive,")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{what}: no keepalive timer in {}", found[0]));
+    let timer = found[0].split("timer:(keepalive,").nth(1)?;
     let secs: String = timer.chars().take_while(char::is_ascii_digit).collect();
     let unit: String = timer[secs.len()..]
         .chars()
@@ -237,9 +235,9 @@ fn keepalive_secs(
         .parse()
         .unwrap_or_else(|_| panic!("{what}: timer {timer}"));
     match unit.as_str() {
-        "sec" => n,
-        "min" => n * 60,
-        "ms" => 0,
+        "sec" => Some(n),
+        "min" => Some(n * 60),
+        "ms" => Some(0),
         other => panic!("{what}: unexpected timer unit {other:?} in {timer}"),
     }
 }
@@ -251,30 +249,34 @@ async fn keepalive_runs_on_every_leg_of_an_idle_connection() {
     let (gw, sc) = chain(&pki, &redis, &Opts::new(), &sc_opts);
     let tunnel = loopback(sc.port("redis"));
     let held = ping_through(tunnel).await;
-    let all = sockets();
     let (gw_pid, sc_pid) = (gw.proc.pid(), sc.proc.pid());
-    let legs: HashMap<&str, u64> = [
-        (
-            "sidecar, from the worker",
-            keepalive_secs(&all, sc_pid, "sidecar local leg", |l, _| *l == tunnel),
-        ),
-        (
-            "sidecar, to the gateway",
-            keepalive_secs(&all, sc_pid, "sidecar gateway leg", |_, p| *p == gw.addr),
-        ),
-        (
-            "gateway, from the sidecar",
-            keepalive_secs(&all, gw_pid, "gateway client leg", |l, _| *l == gw.addr),
-        ),
-        (
-            "gateway, to redis",
-            keepalive_secs(&all, gw_pid, "gateway backend leg", |_, p| {
-                *p == redis.addr()
-            }),
-        ),
-    ]
-    .into_iter()
-    .collect();
+    let legs = wait_for("a keepalive timer on every leg", PROMPT, || {
+        let all = sockets();
+        let legs: Option<HashMap<&str, u64>> = [
+            (
+                "sidecar, from the worker",
+                keepalive_secs(&all, sc_pid, "sidecar local leg", |l, _| *l == tunnel),
+            ),
+            (
+                "sidecar, to the gateway",
+                keepalive_secs(&all, sc_pid, "sidecar gateway leg", |_, p| *p == gw.addr),
+            ),
+            (
+                "gateway, from the sidecar",
+                keepalive_secs(&all, gw_pid, "gateway client leg", |l, _| *l == gw.addr),
+            ),
+            (
+                "gateway, to redis",
+                keepalive_secs(&all, gw_pid, "gateway backend leg", |_, p| {
+                    *p == redis.addr()
+                }),
+            ),
+        ]
+        .into_iter()
+        .map(|(leg, secs)| Some((leg, secs?)))
+        .collect();
+        legs
+    });
     println!("keepalive timers: {legs:?}");
     for (leg, secs) in &legs {
         // Idle time 60 s (not the kernel's 2 h default), so the timer is at most 60 s.

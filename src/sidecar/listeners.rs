@@ -61,10 +61,12 @@ impl Sidecar {
         for (name, addr, listener) in fresh {
             let stop = serving.accept.child_token();
             bound.insert(name.clone(), (addr, stop.clone()));
-            tokio::spawn(
-                self.clone()
-                    .accept_loop(name, listener, stop, serving.clone()),
-            );
+            serving.listeners.spawn(self.clone().accept_loop(
+                name,
+                listener,
+                stop,
+                serving.clone(),
+            ));
         }
         Ok(())
     }
