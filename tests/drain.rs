@@ -12,41 +12,13 @@ use sha2::{Digest, Sha256};
 use support::pki::REDIS_SNI;
 use support::resp::{encode, payload, Reply, Resp};
 use support::snigate::{field, message, Proc};
+use support::stop::{assert_refused, chain, ping};
 use support::tls::ClientOpts;
 use support::*;
 use tokio::net::TcpStream;
 
 /// Bound for a stop that must not wait for the (long) drain period.
 const PROMPT: Duration = Duration::from_secs(8);
-
-fn chain(pki: &Pki, redis: &RedisServer, gw_opts: &Opts, sc_opts: &Opts) -> (Gateway, Sidecar) {
-    let gw = Gateway::start_with(
-        pki,
-        &[Route::new("redis", REDIS_SNI, "redis", redis.addr())],
-        gw_opts,
-    );
-    let sc = Sidecar::start_with(
-        pki,
-        &[Tunnel::new("redis", "redis", gw.addr, REDIS_SNI)],
-        sc_opts,
-    );
-    (gw, sc)
-}
-
-/// A new TCP connection to `addr` is refused (nothing listens any more).
-async fn assert_refused(addr: SocketAddr) {
-    let err = TcpStream::connect(addr)
-        .await
-        .expect_err("still accepting after the stop");
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-}
-
-async fn ping(c: &mut Resp<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>) {
-    assert_eq!(
-        c.cmd(&[b"PING"]).await.unwrap(),
-        Reply::Status("PONG".into())
-    );
-}
 
 /// A new direct TLS client of the gateway gets PONG.
 async fn direct_ping(

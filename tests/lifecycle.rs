@@ -13,44 +13,17 @@ use std::time::{Duration, Instant};
 use support::pki::REDIS_SNI;
 use support::resp::{Reply, Resp};
 use support::snigate::gateway_yaml;
+use support::stop::{assert_refused, chain, ping};
 use support::*;
 use tokio::net::TcpStream;
 
 /// Bound for a stop that must not wait for the (long) drain period.
 const PROMPT: Duration = Duration::from_secs(8);
 
-async fn assert_refused(addr: SocketAddr) {
-    let err = TcpStream::connect(addr)
-        .await
-        .expect_err("still accepting after the stop");
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-}
-
-async fn ping(c: &mut Resp<TcpStream>) {
-    assert_eq!(
-        c.cmd(&[b"PING"]).await.unwrap(),
-        Reply::Status("PONG".into())
-    );
-}
-
 async fn ping_through(addr: SocketAddr) -> Resp<TcpStream> {
     let mut c = Resp::connect(addr).await.unwrap();
     ping(&mut c).await;
     c
-}
-
-fn chain(pki: &Pki, redis: &RedisServer, gw_opts: &Opts, sc_opts: &Opts) -> (Gateway, Sidecar) {
-    let gw = Gateway::start_with(
-        pki,
-        &[Route::new("redis", REDIS_SNI, "redis", redis.addr())],
-        gw_opts,
-    );
-    let sc = Sidecar::start_with(
-        pki,
-        &[Tunnel::new("redis", "redis", gw.addr, REDIS_SNI)],
-        sc_opts,
-    );
-    (gw, sc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
