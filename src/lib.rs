@@ -15,6 +15,7 @@
 //! - `gateway` — the gateway's per-connection steps: preamble, TLS, authorize, connect, relay.
 //! - `sidecar` — the sidecar's per-connection steps: preamble, TLS to the gateway, relay.
 //! - `relay` — bidirectional copy with half-close, byte counts and who closed.
+//! - `buffer` — read buffers lent from a per-thread pool only while bytes flow.
 //! - `protocol` — PostgreSQL preambles and each protocol's native error reply.
 //! - `closing` — the one log line each connection leaves.
 //! - `metrics` — Prometheus metrics per route or tunnel.
@@ -26,6 +27,7 @@
 //! - `certs` — the development PKI behind `snigate certs`.
 
 pub mod admin;
+pub mod buffer;
 pub mod certs;
 pub mod closing;
 pub mod config;

@@ -1,18 +1,16 @@
 //! The data path: a bidirectional copy with half-close in both directions, bounded buffers,
 //! per-direction byte counts and a record of which side closed first.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Side;
-
-/// One TLS record's worth of plaintext, so each read can become one full record.
-const BUFFER_SIZE: usize = 16 * 1024;
 
 /// How a relayed connection ended.
 #[derive(Debug)]
@@ -28,121 +26,184 @@ pub struct Outcome {
 /// Copies until both directions are finished; an EOF on one side becomes a write shutdown
 /// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working.
 /// `stop` ends the relay early (the drain grace period is over): both sides are closed.
-pub async fn relay<C, B>(client: C, backend: B, stop: &CancellationToken) -> Outcome
+///
+/// Both sides are buffered readers so bytes go from the reader's own buffer (rustls'
+/// plaintext, or a [`crate::buffer::Lent`] buffer) straight to the writer, with no copy in
+/// between and no buffer held while the connection is idle.
+pub async fn relay<C, B>(mut client: C, mut backend: B, stop: &CancellationToken) -> Outcome
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncBufRead + AsyncWrite + Unpin,
+    B: AsyncBufRead + AsyncWrite + Unpin,
 {
-    let mut client = Tracked::new(client);
-    let mut backend = Tracked::new(backend);
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut backend,
-        BUFFER_SIZE,
-        BUFFER_SIZE,
-    );
-    let (result, stopped) = tokio::select! {
+    let mut ends = Ends::default();
+    let mut up = Pump::new(Side::Client, Side::Backend);
+    let mut down = Pump::new(Side::Backend, Side::Client);
+    let copy = poll_fn(|cx| {
+        let up_done = up
+            .poll(cx, &mut client, &mut backend, &mut ends)?
+            .is_ready();
+        let down_done = down
+            .poll(cx, &mut backend, &mut client, &mut ends)?
+            .is_ready();
+        if up_done && down_done {
+            Poll::Ready(Ok::<_, io::Error>(()))
+        } else {
+            Poll::Pending
+        }
+    });
+    let (error, stopped) = tokio::select! {
         result = copy => (result.err(), false),
         _ = stop.cancelled() => (None, true),
     };
-    let closed_by = match (client.ended_at, backend.ended_at) {
-        _ if stopped => Side::Local,
-        (Some(c), Some(b)) if b < c => Side::Backend,
-        (None, Some(_)) => Side::Backend,
-        _ => Side::Client,
-    };
     Outcome {
-        from_client: client.bytes_read,
-        from_backend: backend.bytes_read,
-        closed_by,
-        error: result,
+        from_client: up.bytes,
+        from_backend: down.bytes,
+        closed_by: if stopped { Side::Local } else { ends.first() },
+        error,
     }
 }
 
-/// A stream wrapper that notes bytes read and when its peer stopped (EOF or error).
-struct Tracked<S> {
-    inner: S,
-    bytes_read: u64,
-    ended_at: Option<Instant>,
+/// When each side stopped: reached end-of-stream, or failed a read or a write.
+#[derive(Default)]
+struct Ends {
+    client: Option<Instant>,
+    backend: Option<Instant>,
 }
 
-impl<S> Tracked<S> {
-    fn new(inner: S) -> Self {
-        Tracked {
-            inner,
-            bytes_read: 0,
-            ended_at: None,
+impl Ends {
+    fn mark(&mut self, side: Side) {
+        let slot = match side {
+            Side::Backend => &mut self.backend,
+            Side::Client | Side::Local => &mut self.client,
+        };
+        slot.get_or_insert_with(Instant::now);
+    }
+
+    fn first(&self) -> Side {
+        match (self.client, self.backend) {
+            (Some(c), Some(b)) if b < c => Side::Backend,
+            (None, Some(_)) => Side::Backend,
+            _ => Side::Client,
+        }
+    }
+}
+
+enum State {
+    Copying,
+    ShuttingDown,
+    Done,
+}
+
+/// One direction: what `from` sends, written to `to`, then `to`'s write side shut down.
+struct Pump {
+    from: Side,
+    to: Side,
+    state: State,
+    /// Bytes written since the last flush: flushed when the reader has nothing more, so a
+    /// TLS writer never holds a record back while waiting for more input.
+    unflushed: bool,
+    bytes: u64,
+}
+
+impl Pump {
+    fn new(from: Side, to: Side) -> Self {
+        Pump {
+            from,
+            to,
+            state: State::Copying,
+            unflushed: false,
+            bytes: 0,
         }
     }
 
-    fn note<T>(&mut self, result: &Poll<io::Result<T>>) {
-        if let Poll::Ready(Err(_)) = result {
-            self.ended_at.get_or_insert_with(Instant::now);
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
+    fn poll<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            let n = buf.filled().len() - before;
-            this.bytes_read += n as u64;
-            if n == 0 && buf.remaining() > 0 {
-                this.ended_at.get_or_insert_with(Instant::now);
+        reader: &mut R,
+        writer: &mut W,
+        ends: &mut Ends,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncBufRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.state {
+                State::Done => return Poll::Ready(Ok(())),
+                State::ShuttingDown => {
+                    let shut = ready!(Pin::new(&mut *writer).poll_shutdown(cx));
+                    self.state = State::Done;
+                    return Poll::Ready(self.charge(shut, self.to, ends));
+                }
+                State::Copying => {}
             }
+            let chunk = match Pin::new(&mut *reader).poll_fill_buf(cx) {
+                Poll::Pending => return self.flush(cx, writer, ends),
+                Poll::Ready(chunk) => self.charge(chunk, self.from, ends)?,
+            };
+            if chunk.is_empty() {
+                ends.mark(self.from);
+                self.state = State::ShuttingDown;
+                continue;
+            }
+            let written = ready!(Pin::new(&mut *writer).poll_write(cx, chunk));
+            let written = match self.charge(written, self.to, ends)? {
+                0 => return Poll::Ready(Err(self.write_zero(ends))),
+                n => n,
+            };
+            Pin::new(&mut *reader).consume(written);
+            self.bytes += written as u64;
+            self.unflushed = true;
         }
-        this.note(&result);
-        result
     }
-}
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
+    /// Flushes what was written; the pump then waits for the reader.
+    fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.note(&result);
+        writer: &mut W,
+        ends: &mut Ends,
+    ) -> Poll<io::Result<()>> {
+        if self.unflushed {
+            let flushed = ready!(Pin::new(writer).poll_flush(cx));
+            self.charge(flushed, self.to, ends)?;
+            self.unflushed = false;
+        }
+        Poll::Pending
+    }
+
+    /// Notes `side` as ended when `result` is its failure.
+    fn charge<T>(&self, result: io::Result<T>, side: Side, ends: &mut Ends) -> io::Result<T> {
+        if result.is_err() {
+            ends.mark(side);
+        }
         result
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.note(&result);
-        result
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.note(&result);
-        result
+    fn write_zero(&self, ends: &mut Ends) -> io::Error {
+        ends.mark(self.to);
+        io::Error::new(io::ErrorKind::WriteZero, "the peer accepts no more bytes")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffer::Lent;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn half_close_travels_both_ways_and_bytes_are_counted() {
         let (mut client, client_end) = tokio::io::duplex(64);
         let (backend_end, mut backend) = tokio::io::duplex(64);
-        let relay =
-            tokio::spawn(
-                async move { relay(client_end, backend_end, &CancellationToken::new()).await },
-            );
+        let relay = tokio::spawn(async move {
+            relay(
+                Lent::new(client_end),
+                Lent::new(backend_end),
+                &CancellationToken::new(),
+            )
+            .await
+        });
 
         let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let writer = tokio::spawn(async move {
