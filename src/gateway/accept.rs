@@ -28,7 +28,7 @@ pub async fn accept(
     mut tcp: TcpStream,
     routes: &RouteTable,
     slots: &Semaphore,
-) -> Result<(Arc<Route>, TlsStream<TcpStream>), Refusal> {
+) -> Result<(Arc<Route>, Box<TlsStream<TcpStream>>), Refusal> {
     let via_ssl_request = preamble(&mut tcp).await?;
     let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
         .await
@@ -52,7 +52,9 @@ pub async fn accept(
         .into_stream(route.tls.clone())
         .await
         .map_err(Refusal::Handshake)?;
-    Ok((route, tls))
+    // Boxed: the stream (1.2 KiB) lives as long as the connection, and each step it passes
+    // through would otherwise hold its own copy in the connection's future.
+    Ok((route, Box::new(tls)))
 }
 
 /// Handles what may come before a ClientHello. Returns whether the client used SSLRequest.

@@ -58,7 +58,9 @@ async fn serve(
 ) -> Result<(), (Option<String>, Refusal)> {
     let started = Instant::now();
     let deadline = snapshot.config.timeouts.handshake;
-    let handshake = accept(tcp, &snapshot.routes, &serving.handshakes);
+    // Boxed so that the handshake's state is freed once it is done rather than sized into
+    // the future that lives as long as the connection.
+    let handshake = Box::pin(accept(tcp, &snapshot.routes, &serving.handshakes));
     let (route, mut tls) = tokio::time::timeout(deadline, handshake)
         .await
         .map_err(|_| Refusal::HandshakeTimeout(deadline))

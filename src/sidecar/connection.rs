@@ -53,7 +53,9 @@ async fn serve(
     let greeting = first.as_ref().map_or(&[][..], postgres::Packet::bytes);
     let connect_started = Instant::now();
     let slot = serving.handshakes.acquire().await;
-    let connected = tunnel.connect().await;
+    // Boxed so that the handshake's state is freed once it is done rather than sized into
+    // the future that lives as long as the connection.
+    let connected = Box::pin(tunnel.connect()).await;
     drop(slot);
     let mut gateway = match connected {
         Ok(gateway) => gateway,

@@ -35,7 +35,9 @@ impl Tunnel {
     }
 
     /// TCP then TLS to the gateway, each under its deadline; never a plaintext fallback.
-    pub async fn connect(&self) -> Result<TlsStream<TcpStream>, Failure> {
+    /// Boxed: the stream (1.1 KiB) lives as long as the connection, and each step it passes
+    /// through would otherwise hold its own copy in the connection's future.
+    pub async fn connect(&self) -> Result<Box<TlsStream<TcpStream>>, Failure> {
         let addr = &self.connect;
         let tcp =
             dial(addr, self.timeouts.connect)
@@ -52,6 +54,7 @@ impl Tunnel {
         tokio::time::timeout(self.timeouts.handshake, handshake)
             .await
             .map_err(|_| failed(timed_out(self.timeouts.handshake)))?
+            .map(Box::new)
             .map_err(failed)
     }
 }
