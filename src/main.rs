@@ -118,7 +118,8 @@ fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
         println!("{}: ok ({} routes)", file.display(), config.routes.len());
         return Ok(());
     }
-    runtime()?.block_on(async {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    runtime(config.runtime.threads(cpus))?.block_on(async {
         let listener = bind(file, "listen", config.listen).await?;
         let admin = bind_admin(file, config.admin).await?;
         let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
@@ -139,7 +140,7 @@ fn run_sidecar(file: &Path, check: bool) -> anyhow::Result<()> {
         println!("{}: ok ({} tunnels)", file.display(), config.tunnels.len());
         return Ok(());
     }
-    runtime()?.block_on(async {
+    runtime(config.runtime.threads(1))?.block_on(async {
         let admin = bind_admin(file, config.admin).await?;
         let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
         sidecar
@@ -186,8 +187,14 @@ async fn bind_admin(file: &Path, addr: Option<SocketAddr>) -> anyhow::Result<Opt
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+/// One thread gets a current-thread runtime: no work stealing, no cross-thread wakeups.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
 }

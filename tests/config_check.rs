@@ -308,3 +308,22 @@ fn bad_min_version_is_an_error() {
     let y = sidecar(&case, &pki).replacen("tls:\n", "tls:\n  min_version: \"1.1\"\n", 1);
     assert_invalid("sidecar", &y, &["min_version"]);
 }
+
+#[test]
+fn worker_threads_must_be_at_least_one() {
+    let (case, pki) = (Case::new(), Pki::new());
+    for (role, yaml) in [
+        ("gateway", gateway(&case, &pki)),
+        ("sidecar", sidecar(&case, &pki)),
+    ] {
+        assert_valid(role, &format!("runtime:\n  worker_threads: 2\n{yaml}"));
+        let zero = format!("runtime:\n  worker_threads: 0\n{yaml}");
+        assert_invalid(
+            role,
+            &zero,
+            &["runtime.worker_threads", "set it to 1 or more"],
+        );
+        let typo = format!("runtime:\n  workers: 1\n{yaml}");
+        assert_invalid(role, &typo, &["workers"]);
+    }
+}

@@ -117,6 +117,34 @@ impl Default for Limits {
     }
 }
 
+/// How many threads run connections. Read at start; a change needs a restart.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// Unset: one for the sidecar (it serves one pod), and for the gateway the CPUs this
+    /// process may use (its cgroup quota, not the host's core count). With one thread,
+    /// connections never wait on another thread's wakeup: the least CPU per operation.
+    pub worker_threads: Option<usize>,
+}
+
+impl Runtime {
+    /// The thread count to start with; `role_default` applies when none is configured.
+    pub fn threads(&self, role_default: usize) -> usize {
+        self.worker_threads.unwrap_or(role_default)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), super::Invalid> {
+        match self.worker_threads {
+            Some(0) => Err(super::Invalid::new(
+                "runtime.worker_threads",
+                "0 threads cannot run anything",
+                "set it to 1 or more, or remove it for the default",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A `host:port` that is resolved when a connection is made, so that Kubernetes Service names
 /// follow their current address instead of the one seen at startup.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
+use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::Invalid;
 use crate::tls::identity::AllowRule;
 
@@ -21,6 +21,8 @@ pub struct GatewayConfig {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub runtime: Runtime,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -64,6 +66,7 @@ pub struct RouteConfig {
 impl GatewayConfig {
     /// Normalises server names in place and rejects what would make routing ambiguous.
     pub(super) fn validate(&mut self) -> Result<(), Invalid> {
+        self.runtime.validate()?;
         if self.routes.is_empty() {
             return Err(Invalid::new(
                 "routes",
