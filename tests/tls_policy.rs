@@ -12,9 +12,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, RootCertStore};
 use support::pki::{p, REDIS_SNI};
+use support::resp::Resp;
 use support::security::*;
+use support::snigate::field;
+use support::stop::ping;
 use support::tls::alert;
-use support::{python, run, texts, Pki, CMD};
+use support::{
+    loopback, python, run, texts, Gateway, Pki, RedisServer, Route, Sidecar, Tunnel, CMD,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -237,4 +242,40 @@ fn sslyze_mozilla_intermediate_passes() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+/// Between sidecar and gateway: TLS 1.3 with AES-128-GCM (the sidecar's first choice),
+/// resumed from the second connection on; a tunnel with `session_resumption: false` does a
+/// full handshake every time. The gateway's span says which, on the closing line.
+#[tokio::test]
+async fn sidecar_negotiates_aes_128_and_resumes_unless_told_not_to() {
+    let pki = Pki::new();
+    let redis = RedisServer::start();
+    let gw = Gateway::start(
+        &pki,
+        &[Route::new("redis", REDIS_SNI, "redis", redis.addr())],
+    );
+    let mut full = Tunnel::new("full", "redis", gw.addr, REDIS_SNI);
+    full.session_resumption = Some(false);
+    let resuming = Tunnel::new("resuming", "redis", gw.addr, REDIS_SNI);
+    let sc = Sidecar::start(&pki, &[resuming, full]);
+
+    let order = ["resuming", "resuming", "resuming", "full", "full"];
+    for (i, tunnel) in order.iter().enumerate() {
+        let tcp = TcpStream::connect(loopback(sc.port(tunnel))).await.unwrap();
+        ping(&mut Resp::new(tcp)).await;
+        gw.proc.wait_lines(&["closed bytes_from_client"], i + 1);
+    }
+    let seen: Vec<String> = gw
+        .proc
+        .lines_with(&["closed bytes_from_client"])
+        .iter()
+        .map(|line| field(line, "tls").unwrap_or_else(|| panic!("no tls= in {line}")))
+        .collect();
+    let suite = "TLSv1_3/TLS13_AES_128_GCM_SHA256";
+    let expected: Vec<String> = ["full", "resumed", "resumed", "full", "full"]
+        .iter()
+        .map(|kind| format!("{suite}/{kind}"))
+        .collect();
+    assert_eq!(seen, expected);
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
+use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::Invalid;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +19,8 @@ pub struct SidecarConfig {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub runtime: Runtime,
     pub tunnels: Vec<TunnelConfig>,
 }
 
@@ -56,10 +58,19 @@ pub struct TunnelConfig {
     /// The plaintext side is meant for the worker in the same pod only.
     #[serde(default)]
     pub allow_non_loopback: bool,
+    /// Resume TLS sessions with the gateway (an abbreviated handshake per new connection);
+    /// `false` makes every connection a full handshake.
+    #[serde(default = "resume_by_default")]
+    pub session_resumption: bool,
+}
+
+fn resume_by_default() -> bool {
+    true
 }
 
 impl SidecarConfig {
     pub(super) fn validate(&mut self) -> Result<(), Invalid> {
+        self.runtime.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(Invalid::new(
                 "tls.cert",

@@ -28,7 +28,7 @@ use crate::tls::identity::Identity;
 const GREETING_CAPACITY: usize = 16 * 1024;
 
 pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, serving: Serving) {
-    let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, route = tracing::field::Empty, client = tracing::field::Empty);
+    let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, route = tracing::field::Empty, tls = tracing::field::Empty, client = tracing::field::Empty);
     async move {
         let started = Instant::now();
         let snapshot = gateway.snapshot();
@@ -78,6 +78,7 @@ async fn serve(
     };
     let span = tracing::Span::current();
     span.record("route", route.name.as_str());
+    span.record("tls", tracing::field::display(tls_summary(&tls)));
     let identity = identity(&tls);
     if let Some(id) = &identity {
         span.record("client", tracing::field::display(id));
@@ -126,6 +127,20 @@ async fn serve(
         started.elapsed(),
     );
     Ok(())
+}
+
+/// `TLSv1_3/TLS13_AES_128_GCM_SHA256/resumed`: what an operator checks first when a client
+/// is slow to connect or a peer negotiates something unexpected.
+fn tls_summary(tls: &TlsStream<TcpStream>) -> String {
+    let conn = tls.get_ref().1;
+    let kind = match conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "resumed",
+        _ => "full",
+    };
+    match (conn.protocol_version(), conn.negotiated_cipher_suite()) {
+        (Some(version), Some(suite)) => format!("{version:?}/{:?}/{kind}", suite.suite()),
+        _ => kind.to_owned(),
+    }
 }
 
 fn identity(tls: &TlsStream<TcpStream>) -> Option<Identity> {

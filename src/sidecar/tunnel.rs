@@ -29,7 +29,7 @@ impl Tunnel {
             protocol: config.protocol,
             connect: config.connect.clone(),
             server_name: ServerName::try_from(config.server_name.clone()).ok()?,
-            tls: TlsConnector::from(tls.tunnel_config(config.protocol)),
+            tls: TlsConnector::from(tls.tunnel_config(config)),
             timeouts,
         }))
     }

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use rustls::client::Resumption;
 use rustls::ClientConfig;
 
 use super::{pem, provider, server::ALPN_POSTGRESQL};
-use crate::config::{Invalid, Protocol, SidecarTls};
+use crate::config::{Invalid, Protocol, SidecarTls, TunnelConfig};
 
 pub struct ClientTls {
     base: ClientConfig,
@@ -36,10 +37,13 @@ impl ClientTls {
     }
 
     /// The config for one tunnel; PostgreSQL tunnels offer ALPN `postgresql` as libpq 17 does.
-    pub fn tunnel_config(&self, protocol: Protocol) -> Arc<ClientConfig> {
+    pub fn tunnel_config(&self, tunnel: &TunnelConfig) -> Arc<ClientConfig> {
         let mut config = self.base.clone();
-        if protocol == Protocol::Postgres {
+        if tunnel.protocol == Protocol::Postgres {
             config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        }
+        if !tunnel.session_resumption {
+            config.resumption = Resumption::disabled();
         }
         Arc::new(config)
     }

@@ -179,6 +179,7 @@ pub struct Tunnel {
     pub protocol: String,
     pub connect: String,
     pub server_name: Option<String>,
+    pub session_resumption: Option<bool>,
 }
 
 impl Tunnel {
@@ -189,6 +190,7 @@ impl Tunnel {
             protocol: protocol.into(),
             connect: connect.to_string(),
             server_name: Some(sni.into()),
+            session_resumption: None,
         }
     }
 }
@@ -232,6 +234,9 @@ pub fn sidecar_yaml_files(files: &ClientFiles, tunnels: &[Tunnel], opts: &Opts) 
         y += &format!("    protocol: {}\n    connect: {}\n", t.protocol, t.connect);
         if let Some(sni) = &t.server_name {
             y += &format!("    server_name: {sni}\n");
+        }
+        if let Some(resume) = t.session_resumption {
+            y += &format!("    session_resumption: {resume}\n");
         }
     }
     y
@@ -409,7 +414,7 @@ pub fn message(line: &str) -> Option<String> {
     Some(words.join(" "))
 }
 
-/// Value of `key=` in a log line, without quotes or trailing punctuation. JSON lines: the
+/// Value of `key=` in a log line, without quotes, trailing punctuation or span braces. JSON lines: the
 /// event's field, else the current span's.
 pub fn field(line: &str, key: &str) -> Option<String> {
     if line.starts_with('{') {
@@ -424,7 +429,7 @@ pub fn field(line: &str, key: &str) -> Option<String> {
     let start = line.split_whitespace().find_map(|w| w.strip_prefix(&pat))?;
     Some(
         start
-            .trim_matches(|c| c == '"' || c == ',' || c == ';')
+            .trim_matches(|c| matches!(c, '"' | ',' | ';' | '}' | ':'))
             .to_owned(),
     )
 }
