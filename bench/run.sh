@@ -6,8 +6,8 @@
 #
 # Options:
 #   --rounds N            rounds of every workload through every chain (default 5; quick 1)
-#   --chains a,b,...      subset of direct,snigate,stunnel,haproxy,nginx; snigate-1w adds
-#                         snigate with one tokio worker thread per process
+#   --chains a,b,...      subset of direct,snigate,stunnel,haproxy,nginx; snigate-mt adds
+#                         snigate with two worker threads per process (snigate: one)
 #   --workloads a,b,...   subset of idle,p1,p32,big,pg,pgc,conn_full,conn_resumed
 #   --no-install          do not check/install Debian packages
 #   --keep                keep the work directory (configs, logs, raw outputs)
@@ -16,9 +16,9 @@
 #   CARGO_TARGET_DIR      where `cargo build --release` builds snigate (default target/)
 #   SNIGATE_BIN           use this binary, do not build (SNIGATE_REV: what to call it in
 #                         the report; default: the repository's HEAD)
-#   BENCH_PORT_BASE       first of the loopback ports used (default 37000; uses base..base+50)
-#   BENCH_SNIGATE_WORKERS tokio worker threads for sidecar and gateway (TOKIO_WORKER_THREADS);
-#                         unset: snigate's own default
+#   BENCH_PORT_BASE       first of the loopback ports used (default 37000; uses base..base+55)
+#   BENCH_SNIGATE_WORKERS runtime.worker_threads of the snigate chain's sidecar and gateway
+#                         (default 1, like the peers; snigate-mt always has 2)
 #   BENCH_SNIGATE_LOG     RUST_LOG for snigate (default warn: no per-connection lines, like
 #                         the peers as configured here)
 #
@@ -81,6 +81,8 @@ REDIS_PORT=$((PORT_BASE + 1))
 PG_PORT=$((PORT_BASE + 2))
 PG_DB=bench
 SNIGATE_LOG="${BENCH_SNIGATE_LOG:-warn}"
+SNIGATE_WORKERS="${BENCH_SNIGATE_WORKERS:-1}"
+[[ $SNIGATE_WORKERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SNIGATE_WORKERS must be a number of threads, 1 or more"
 READY_TIMEOUT=60
 CLK_TCK="$(getconf CLK_TCK)"
 PY=/usr/bin/python3 # Debian's, which has python3-matplotlib
@@ -182,11 +184,14 @@ pg_ping() {
     [[ "$(PGSSLMODE=disable psql -h 127.0.0.1 -p "$1" -U postgres -d "$PG_DB" -Atc 'select 42')" == 42 ]]
 }
 
-# Negotiated protocol and cipher suite of a server side (OpenSSL client, client cert).
+# Negotiated protocol and cipher suite of a server side for an OpenSSL client with a client
+# certificate that offers the TLS 1.3 suites in the order every chain's client side offers
+# them ($TLS13_SUITES): what the chain's own two sides agree on.
 probe_tls() {
     local port="$1"
     openssl s_client -connect "127.0.0.1:$port" -servername "$REDIS_SNI" -CAfile "$PKI/ca.crt" \
-        -cert "$PKI/client.crt" -key "$PKI/client.key" -brief </dev/null 2>&1 |
+        -cert "$PKI/client.crt" -key "$PKI/client.key" -ciphersuites "$TLS13_SUITES" \
+        -brief </dev/null 2>&1 |
         awk -F': ' '/^Protocol version/ { p = $2 } /^Ciphersuite/ { c = $2 } END { print p " " c }'
 }
 
@@ -204,7 +209,6 @@ else
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
     SNIGATE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/snigate"
 fi
-[[ -z "${BENCH_SNIGATE_WORKERS:-}" ]] || export TOKIO_WORKER_THREADS="$BENCH_SNIGATE_WORKERS"
 
 # Descriptors: N idle connections are up to 2N sockets in one proxy process.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -295,7 +299,9 @@ versions() {
     echo "rounds=$ROUNDS"
     echo "quick=$QUICK"
     echo "params=P1 -n $N_P1, P32 -n $N_P32, 64KiB -n $N_BIG, pgbench -T $PG_SECS/$PGC_SECS s (scale $PG_SCALE), new conns -n $N_CONN, idle $IDLE_CONNS"
-    echo "snigate_workers=${BENCH_SNIGATE_WORKERS:-default}"
+    echo "snigate_workers=$SNIGATE_WORKERS"
+    echo "snigate_full_handshake=yes"
+    echo "tls_probe_suites=$TLS13_SUITES"
     echo "snigate_log=$SNIGATE_LOG"
     echo "elapsed_s=$ELAPSED"
     echo "loadavg_start=$LOADAVG_START"

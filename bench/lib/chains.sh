@@ -4,19 +4,25 @@
 #
 # Every chain: TLS 1.3, mutual TLS (the client side presents client.crt, the server side
 # requires a certificate from ca.crt, the client side verifies the server against ca.crt and
-# the SNI name), the same ECDSA P-256 certificates from `snigate certs`, one worker process or
-# thread where the peer lets us choose, per-connection logging off.
+# the SNI name), the same ECDSA P-256 certificates from `snigate certs`, the same TLS 1.3
+# cipher suite order on both sides ($TLS13_SUITES), one worker process or thread per side
+# where the program lets us choose, per-connection logging off.
 #
 # Ports, from $PORT_BASE (B): Redis B+1, PostgreSQL B+2; chain number i (1..5; 5 is
-# snigate-1w, only run when asked for with --chains):
+# snigate-mt, only run when asked for with --chains):
 #   B+10i+1 redis (client side), B+10i+2 postgres (client side),
 #   B+10i+3 redis with TLS session resumption turned off (client side), B+10i+5 server side.
-# Needs from run.sh: W (work dir), PKI, SNIGATE_BIN, PORT_BASE, SNIGATE_LOG.
+# Needs from run.sh: W (work dir), PKI, SNIGATE_BIN, PORT_BASE, SNIGATE_LOG; optional
+# SNIGATE_WORKERS (runtime.worker_threads of the `snigate` chain, default 1).
 
 REDIS_SNI=redis.bench.test
 PG_SNI=postgres.bench.test
 # shellcheck disable=SC2034  # used by run.sh
 CLIENT_NAME=worker.bench.test
+# TLS 1.3 cipher suites, most preferred first, for every peer's client side and server side:
+# snigate's sidecar offers this order and its gateway follows the client's, so the peers get
+# the same (OpenSSL's default puts AES-256 first).
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 declare -A CLIENT_PIDS=() SERVER_PIDS=() PORT_REDIS=() PORT_PG=() PORT_REDIS_FULL=() PORT_SERVER=()
 
@@ -30,7 +36,7 @@ chain_ports() {
             return
             ;;
         snigate) i=1 ;;
-        snigate-1w) i=5 ;;
+        snigate-mt) i=5 ;;
         stunnel) i=2 ;;
         haproxy) i=3 ;;
         nginx) i=4 ;;
@@ -51,8 +57,8 @@ start_chain() {
     mkdir -p "$W/$chain"
     case "$chain" in
         direct) ;;
-        snigate) start_snigate snigate ;;
-        snigate-1w) TOKIO_WORKER_THREADS=1 start_snigate snigate-1w ;;
+        snigate) start_snigate snigate "${SNIGATE_WORKERS:-1}" ;;
+        snigate-mt) start_snigate snigate-mt 2 ;;
         stunnel) start_stunnel ;;
         haproxy) start_haproxy ;;
         nginx) start_nginx ;;
@@ -60,13 +66,16 @@ start_chain() {
 }
 
 # ---------------------------------------------------------------------------------- snigate
-# start_snigate CHAIN: `snigate`, or `snigate-1w` (the same with one tokio worker thread per
-# process, through TOKIO_WORKER_THREADS=1), to compare runtime layouts in one run.
+# start_snigate CHAIN THREADS: runtime.worker_threads THREADS in both processes. `snigate`
+# has one per side, as every peer here (nginx worker_processes 1, HAProxy nbthread 1);
+# `snigate-mt` is the same with two, to compare runtime layouts in one run.
 start_snigate() {
-    local chain="$1"
+    local chain="$1" threads="$2"
     local d="$W/$chain" s="${PORT_SERVER[$chain]}"
     cat >"$d/gateway.yaml" <<YAML
 listen: 127.0.0.1:$s
+runtime:
+  worker_threads: $threads
 tls:
   cert: $PKI/server.crt
   key: $PKI/server.key
@@ -82,6 +91,8 @@ routes:
     backend: 127.0.0.1:$PG_PORT
 YAML
     cat >"$d/sidecar.yaml" <<YAML
+runtime:
+  worker_threads: $threads
 tls:
   ca: $PKI/ca.crt
   cert: $PKI/client.crt
@@ -97,10 +108,14 @@ tunnels:
     protocol: postgres
     connect: 127.0.0.1:$s
     server_name: $PG_SNI
+  # the full-handshake workload: every connection of this tunnel does a full handshake
+  - name: redis-full
+    listen: 127.0.0.1:${PORT_REDIS_FULL[$chain]}
+    protocol: redis
+    connect: 127.0.0.1:$s
+    server_name: $REDIS_SNI
+    session_resumption: false
 YAML
-    # The sidecar has no switch for session resumption: the "full handshake" workload uses
-    # the same tunnel, and the report says so.
-    PORT_REDIS_FULL[$chain]=${PORT_REDIS[$chain]}
     start_bg "$chain-gateway" "$d/gateway.log" env RUST_LOG="$SNIGATE_LOG" \
         "$SNIGATE_BIN" gateway --config "$d/gateway.yaml"
     SERVER_PIDS[$chain]=$START_PID
@@ -108,7 +123,7 @@ YAML
     start_bg "$chain-sidecar" "$d/sidecar.log" env RUST_LOG="$SNIGATE_LOG" \
         "$SNIGATE_BIN" sidecar --config "$d/sidecar.yaml"
     CLIENT_PIDS[$chain]=$START_PID
-    wait_for "$chain sidecar listening" "$START_PID" port_open 127.0.0.1 "${PORT_REDIS[$chain]}"
+    wait_for "$chain sidecar listening" "$START_PID" port_open 127.0.0.1 "${PORT_REDIS_FULL[$chain]}"
 }
 
 # ---------------------------------------------------------------------------------- stunnel
@@ -127,6 +142,7 @@ CAfile = $PKI/ca.crt
 cert = $PKI/client.crt
 key = $PKI/client.key
 sslVersionMin = TLSv1.3
+ciphersuites = $TLS13_SUITES
 sessionResume = $resume
 CONF
 }
@@ -141,6 +157,7 @@ key = $PKI/server.key
 CAfile = $PKI/ca.crt
 verifyChain = yes
 sslVersionMin = TLSv1.3
+ciphersuites = $TLS13_SUITES
 
 [tls]
 accept = 127.0.0.1:$s
@@ -178,6 +195,8 @@ global
     maxconn 9000
     ssl-default-bind-options ssl-min-ver TLSv1.3
     ssl-default-server-options ssl-min-ver TLSv1.3
+    ssl-default-bind-ciphersuites $TLS13_SUITES
+    ssl-default-server-ciphersuites $TLS13_SUITES
 
 defaults
     mode tcp
@@ -261,6 +280,7 @@ nginx_client_server() {
         proxy_pass up_$name;
         proxy_ssl on;
         proxy_ssl_protocols TLSv1.3;
+        proxy_ssl_conf_command Ciphersuites $TLS13_SUITES;
         proxy_ssl_server_name on;
         proxy_ssl_name $sni;
         proxy_ssl_verify on;
@@ -286,6 +306,7 @@ stream {
     server {
         listen 127.0.0.1:$s ssl;
         ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites $TLS13_SUITES;
         ssl_certificate $PKI/server.crt;
         ssl_certificate_key $PKI/server.key;
         ssl_client_certificate $PKI/ca.crt;

@@ -10,11 +10,14 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-ALL_CHAINS = ["direct", "snigate", "snigate-1w", "stunnel", "haproxy", "nginx"]
+# snigate-1w: one tokio worker per process, in raw files from before runtime.worker_threads
+ALL_CHAINS = ["direct", "snigate", "snigate-mt", "snigate-1w", "stunnel", "haproxy", "nginx"]
 CHAINS = ALL_CHAINS  # narrowed to the chains present in the raw file
 PEERS = ["stunnel", "haproxy", "nginx"]
 
-# (workload, metric, label, higher is better, target ratio for snigate vs best peer)
+# (workload, metric, label, higher is better, target ratio for snigate vs best peer).
+# The new-connection targets are on connections per second, with full handshakes and with
+# resumed ones alike (each chain's full-handshake listener or tunnel has resumption off).
 ROWS = [
     ("p1", "get_ops_s", "redis P1 GET ops/s", True, 1.5),
     ("p1", "set_ops_s", "redis P1 SET ops/s", True, None),
@@ -86,6 +89,9 @@ def ratio(v, best):
 
 
 def table(data, meta):
+    # Raw files from before the sidecar's `session_resumption: false` ran snigate's full-handshake
+    # workload through its resuming tunnel: that row is not judged then.
+    old_full = meta.get("snigate_full_handshake") != "yes"
     rounds = sorted({r for vals in data.values() for r in vals})
     med = {k: statistics.median(v.values()) for k, v in data.items() if v}
     lines = []
@@ -99,8 +105,7 @@ def table(data, meta):
             continue
         best, who = best_peer(values, higher)
         cells = [label + (" ↑" if higher else " ↓")]
-        # snigate cannot turn TLS session resumption off: its "full" row is not full handshakes
-        dagger = "†" if workload == "conn_full" else ""
+        dagger = "†" if old_full and workload == "conn_full" else ""
         for c in CHAINS:
             v = values[c]
             r = ratio(v, best)
@@ -114,7 +119,8 @@ def table(data, meta):
         else:
             cells.append(("≥ " if higher else "≤ ") + f"{target}×")
             ok = r is not None and (r >= target if higher else r <= target)
-            cells.append("n/a†" if dagger else ("yes" if ok else "**no**"))
+            # no ratio (no snigate or no peer in this run): nothing to judge
+            cells.append("n/a†" if dagger else ("–" if r is None else "yes" if ok else "**no**"))
         per_round = []
         for rnd in rounds:
             vs = {c: data.get((c, workload, metric), {}).get(rnd) for c in CHAINS}
@@ -138,7 +144,7 @@ def chart(rows, path, title):
 
     groups = [("higher is better (ratio to best peer)", [r for r in rows if r[1]]),
               ("lower is better (ratio to best peer)", [r for r in rows if not r[1]])]
-    colors = {"snigate": "#d62728", "snigate-1w": "#ff9896", "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c"}
+    colors = {"snigate": "#d62728", "snigate-mt": "#ff9896", "snigate-1w": "#ff9896", "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c"}
     chains = [c for c in colors if c in CHAINS]
     heights = [max(1, len(g[1])) for g in groups]
     fig, axes = plt.subplots(1, 2, figsize=(15, 0.55 * max(heights) + 2.2))
@@ -182,6 +188,23 @@ def main():
     for c in CHAINS:
         if f"threads.{c}" in meta:
             setup.append(f"| {c} | {meta.get('processes.' + c, '?')} | {meta.get('threads.' + c, '?')} | {meta.get('tls.' + c, '?')} |")
+    workers = meta.get("snigate_workers", "default")
+    if workers != "default" and "snigate-mt" in CHAINS:
+        workers += " (snigate-mt: 2)"
+    suites = meta.get("tls_probe_suites")
+    probe = (" with its default order (AES-256 first)" if not suites else
+             " that offers the TLS 1.3\nsuites in the order every chain's client side is configured with, i.e. what the chain's two\n"
+             f"sides agree on (`{suites}`)")
+    full_note = """"Full handshake" rows: every chain's client side has a Redis listener with TLS session
+resumption turned off (snigate `session_resumption: false`, stunnel `sessionResume = no`,
+HAProxy `no-ssl-reuse`, nginx `proxy_ssl_session_reuse off`)."""
+    if not any(k[1] == "conn_full" for k in data):
+        full_note = ""
+    elif meta.get("snigate_full_handshake") != "yes":
+        full_note = """† This run predates the sidecar's `session_resumption: false`: snigate's "full handshake"
+row ran its resuming tunnel, so it is not a full-handshake number and the target is not judged
+on it. The peers' "full" rows use a client side with resumption turned off (stunnel
+`sessionResume = no`, HAProxy `no-ssl-reuse`, nginx `proxy_ssl_session_reuse off`)."""
     md = f"""# snigate benchmark — {a.stamp}
 
 Loopback, {meta.get('cores', '?')} cores ({meta.get('cpu', '?')}), kernel {meta.get('kernel', '?')};
@@ -189,7 +212,7 @@ snigate {meta.get('snigate', '?')}, {peers}, OpenSSL {meta.get('openssl', '?')},
 Redis {meta.get('redis', '?')}, PostgreSQL {meta.get('postgres', '?')}.
 {meta.get('rounds', '?')} interleaved round(s){' (--quick)' if meta.get('quick') == '1' else ''}; {meta.get('params', '')};
 workloads took {meta.get('elapsed_s', '?')} s; load average at the start {meta.get('loadavg_start', '?')}, at the end {meta.get('loadavg_end', '?')}.
-snigate worker threads: {meta.get('snigate_workers', 'default')}, RUST_LOG={meta.get('snigate_log', '?')}.
+snigate worker threads per process: {workers}, RUST_LOG={meta.get('snigate_log', '?')}.
 
 Each value is the median over the rounds; (n×) = value ÷ best peer (best of stunnel, haproxy,
 nginx for that metric in this run). ↑ higher is better, ↓ lower is better. CPU-s = user+system
@@ -198,14 +221,8 @@ CPU of all proxy processes of the chain (client side + server side). Method and 
 
 {body}
 
-† The sidecar has no switch for TLS session resumption, so snigate's "full handshake" row
-runs the same configuration as its "resumption on" row and mostly resumes (see
-[profile.md](profile.md), point 9): it is not a full-handshake number and the target is not
-judged on it. The peers' "full" rows use a client side with resumption turned off (stunnel
-`sessionResume = no`, HAProxy `no-ssl-reuse`, nginx `proxy_ssl_session_reuse off`).
-
-Processes and threads per chain at start (client side + server side), and the TLS version and
-cipher suite the server side negotiates with an OpenSSL client:
+{full_note + chr(10) + chr(10) if full_note else ""}Processes and threads per chain at start (client side + server side), and the TLS version and
+cipher suite the server side negotiates with an OpenSSL client{probe}:
 
 | chain | processes | threads | TLS |
 |---|---:|---:|---|
