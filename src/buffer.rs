@@ -117,6 +117,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Lent<S> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
     }
 
+    /// rustls hands over all its pending records at once: one writev, not one write each.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
@@ -130,6 +143,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Lent<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     #[tokio::test]
     async fn the_buffer_goes_back_to_the_pool_once_drained() {
@@ -145,5 +159,15 @@ mod tests {
         assert!(lent.buffer.is_none());
         drop(writer);
         assert_eq!(lent.fill_buf().await.unwrap(), b"");
+    }
+
+    /// rustls writes its pending records as one writev only when the stream says it can.
+    #[tokio::test]
+    async fn vectored_writes_reach_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(Lent::new(tcp).is_write_vectored());
     }
 }

@@ -7,12 +7,13 @@ use rustls::server::Acceptor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::refusal::Refusal;
+use crate::buffer::Lent;
 use crate::protocol::postgres::{self, Packet};
 use crate::routing::{Miss, Route, RouteTable};
+use crate::tls::ServerStream;
 
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -28,9 +29,9 @@ pub async fn accept(
     mut tcp: TcpStream,
     routes: &RouteTable,
     slots: &Semaphore,
-) -> Result<(Arc<Route>, Box<TlsStream<TcpStream>>), Refusal> {
+) -> Result<(Arc<Route>, Box<ServerStream>), Refusal> {
     let via_ssl_request = preamble(&mut tcp).await?;
-    let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
+    let start = LazyConfigAcceptor::new(Acceptor::default(), Lent::new(tcp))
         .await
         .map_err(Refusal::Handshake)?;
     let route = match routes.lookup(start.client_hello().server_name()) {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use super::accept::accept;
@@ -23,6 +22,7 @@ use crate::relay::relay;
 use crate::routing::Route;
 use crate::shutdown::Serving;
 use crate::tls::identity::Identity;
+use crate::tls::ServerStream;
 
 /// Room for a client's first write (a Redis command, a PostgreSQL StartupMessage).
 const GREETING_CAPACITY: usize = 16 * 1024;
@@ -131,7 +131,7 @@ async fn serve(
 
 /// `TLSv1_3/TLS13_AES_128_GCM_SHA256/resumed`: what an operator checks first when a client
 /// is slow to connect or a peer negotiates something unexpected.
-fn tls_summary(tls: &TlsStream<TcpStream>) -> String {
+fn tls_summary(tls: &ServerStream) -> String {
     let conn = tls.get_ref().1;
     let kind = match conn.handshake_kind() {
         Some(rustls::HandshakeKind::Resumed) => "resumed",
@@ -143,7 +143,7 @@ fn tls_summary(tls: &TlsStream<TcpStream>) -> String {
     }
 }
 
-fn identity(tls: &TlsStream<TcpStream>) -> Option<Identity> {
+fn identity(tls: &ServerStream) -> Option<Identity> {
     let certs = tls.get_ref().1.peer_certificates()?;
     Identity::from_der(certs.first()?)
 }
@@ -159,7 +159,7 @@ fn authorize(route: &Route, identity: Option<&Identity>) -> Result<(), Refusal> 
 /// Redis and PostgreSQL clients speak first, so the backend is dialled only once the client
 /// has: a connection that only completes TLS (a health probe, a port scan) costs the backend
 /// nothing. Server-first `tcp` protocols are dialled at once. `None`: closed without a word.
-async fn greeting(route: &Route, tls: &mut TlsStream<TcpStream>) -> Option<Vec<u8>> {
+async fn greeting(route: &Route, tls: &mut ServerStream) -> Option<Vec<u8>> {
     if route.protocol == Protocol::Tcp {
         return Some(Vec::new());
     }
@@ -183,7 +183,7 @@ async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal
 /// that never sends its first command cannot hold the connection.
 async fn refuse(
     route: &Route,
-    tls: &mut TlsStream<TcpStream>,
+    tls: &mut ServerStream,
     greeting: &[u8],
     refusal: Refusal,
     deadline: Duration,

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::failure::Failure;
+use crate::buffer::Lent;
 use crate::config::{HostPort, Protocol, Timeouts, TunnelConfig};
 use crate::dial::{dial, timed_out};
 use crate::tls::client::ClientTls;
+use crate::tls::ClientStream;
 
 pub struct Tunnel {
     pub name: String,
@@ -37,7 +37,7 @@ impl Tunnel {
     /// TCP then TLS to the gateway, each under its deadline; never a plaintext fallback.
     /// Boxed: the stream (1.1 KiB) lives as long as the connection, and each step it passes
     /// through would otherwise hold its own copy in the connection's future.
-    pub async fn connect(&self) -> Result<Box<TlsStream<TcpStream>>, Failure> {
+    pub async fn connect(&self) -> Result<Box<ClientStream>, Failure> {
         let addr = &self.connect;
         let tcp =
             dial(addr, self.timeouts.connect)
@@ -46,7 +46,7 @@ impl Tunnel {
                     addr: addr.clone(),
                     source,
                 })?;
-        let handshake = self.tls.connect(self.server_name.clone(), tcp);
+        let handshake = self.tls.connect(self.server_name.clone(), Lent::new(tcp));
         let failed = |source| Failure::Handshake {
             addr: addr.clone(),
             source,
