@@ -39,6 +39,7 @@ pub async fn serve<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    crate::dial::tune(&listener);
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -55,7 +56,6 @@ pub async fn serve<H, F>(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                crate::dial::tune(&stream);
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(handle(Accepted {
                     id,
