@@ -43,6 +43,8 @@ pub struct Lent<S> {
     buffer: Option<Box<[u8]>>,
     start: usize,
     end: usize,
+    /// An error met after some bytes were read: reported once those are consumed.
+    deferred: Option<io::Error>,
 }
 
 impl<S> Lent<S> {
@@ -52,7 +54,30 @@ impl<S> Lent<S> {
             buffer: None,
             start: 0,
             end: 0,
+            deferred: None,
         }
+    }
+
+    /// Reads into the buffer until it is full or the stream has nothing more. `Err` carries
+    /// what to return when nothing at all was read (pending, end of stream or an error).
+    fn fill(&mut self, cx: &mut Context<'_>) -> Result<(), Poll<io::Result<()>>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let buffer = self.buffer.get_or_insert_with(take);
+        while self.end < buffer.len() {
+            let mut read = ReadBuf::new(&mut buffer[self.end..]);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => self.end += read.filled().len(),
+                Poll::Ready(Err(error)) if self.end > 0 => {
+                    self.deferred = Some(error);
+                    break;
+                }
+                _ if self.end > 0 => break,
+                polled => return Err(polled),
+            }
+        }
+        Ok(())
     }
 
     fn give_back(&mut self) {
@@ -69,18 +94,20 @@ impl<S> Drop for Lent<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncBufRead for Lent<S> {
+    /// Refills only when drained, and then reads until the buffer is full or the stream has
+    /// nothing more for now: a TLS stream yields one record per read, and four records
+    /// should leave as one write, not four.
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
         if this.start == this.end {
-            let buffer = this.buffer.get_or_insert_with(take);
-            let mut read = ReadBuf::new(buffer);
-            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut read);
-            let filled = read.filled().len();
-            if polled.is_pending() || filled == 0 {
-                this.give_back();
+            if let Some(error) = this.deferred.take() {
+                return Poll::Ready(Err(error));
             }
-            ready!(polled)?;
-            (this.start, this.end) = (0, filled);
+            (this.start, this.end) = (0, 0);
+            if let Err(polled) = this.fill(cx) {
+                this.give_back();
+                return polled.map_ok(|()| &[][..]);
+            }
         }
         match &this.buffer {
             Some(buffer) => Poll::Ready(Ok(&buffer[this.start..this.end])),
@@ -159,6 +186,32 @@ mod tests {
         assert!(lent.buffer.is_none());
         drop(writer);
         assert_eq!(lent.fill_buf().await.unwrap(), b"");
+    }
+
+    /// Yields its pieces one per read (as a TLS stream yields one record), then an error.
+    struct Pieces(Vec<io::Result<&'static [u8]>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop() {
+                Some(piece) => Poll::Ready(piece.map(|bytes| out.put_slice(bytes))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_fill_gathers_every_piece_and_an_error_waits_its_turn() {
+        let broken = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let mut lent = Lent::new(Pieces(vec![Err(broken), Ok(b"c"), Ok(b"b"), Ok(b"a")]));
+        assert_eq!(lent.fill_buf().await.unwrap(), b"abc");
+        Pin::new(&mut lent).consume(3);
+        let error = lent.fill_buf().await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
     }
 
     /// rustls writes its pending records as one writev only when the stream says it can.

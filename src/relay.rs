@@ -7,9 +7,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncBufRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::Lent;
 use crate::error::Side;
 
 /// How a relayed connection ended.
@@ -27,14 +28,14 @@ pub struct Outcome {
 /// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working.
 /// `stop` ends the relay early (the drain grace period is over): both sides are closed.
 ///
-/// Both sides are buffered readers so bytes go from the reader's own buffer (rustls'
-/// plaintext, or a [`crate::buffer::Lent`] buffer) straight to the writer, with no copy in
-/// between and no buffer held while the connection is idle.
-pub async fn relay<C, B>(mut client: C, mut backend: B, stop: &CancellationToken) -> Outcome
+/// Each side is read through a [`Lent`] buffer: bytes go from it straight to the writer,
+/// several TLS records at a time, and no buffer is held while the connection is idle.
+pub async fn relay<C, B>(client: C, backend: B, stop: &CancellationToken) -> Outcome
 where
-    C: AsyncBufRead + AsyncWrite + Unpin,
-    B: AsyncBufRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
 {
+    let (mut client, mut backend) = (Lent::new(client), Lent::new(backend));
     let mut ends = Ends::default();
     let mut up = Pump::new(Side::Client, Side::Backend);
     let mut down = Pump::new(Side::Backend, Side::Client);
@@ -189,7 +190,6 @@ impl Pump {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buffer::Lent;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]

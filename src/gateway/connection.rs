@@ -10,7 +10,6 @@ use tracing::Instrument;
 use super::accept::accept;
 use super::refusal::Refusal;
 use super::{Gateway, Snapshot};
-use crate::buffer::Lent;
 use crate::closing;
 use crate::config::Protocol;
 use crate::dial::dial;
@@ -117,7 +116,7 @@ async fn serve(
     // Freed before the relay: an idle connection should not keep 16 KiB it no longer needs.
     let greeted = greeting.len() as u64;
     drop(greeting);
-    let mut outcome = relay(tls, Lent::new(backend), &serving.force).await;
+    let mut outcome = relay(tls, backend, &serving.force).await;
     outcome.from_client += greeted;
     closing::log_relayed(started, &outcome);
     gateway.metrics.record_relayed(

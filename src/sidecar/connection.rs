@@ -9,7 +9,6 @@ use tracing::Instrument;
 
 use super::failure::Failure;
 use super::{Sidecar, Tunnel};
-use crate::buffer::Lent;
 use crate::closing;
 use crate::config::Protocol;
 use crate::error::Classified;
@@ -72,7 +71,7 @@ async fn serve(
         .write_all(greeting)
         .await
         .map_err(Failure::Forward)?;
-    let mut outcome = relay(Lent::new(local), gateway, &serving.force).await;
+    let mut outcome = relay(local, gateway, &serving.force).await;
     outcome.from_client += greeting.len() as u64;
     closing::log_relayed(started, &outcome);
     let lasted = started.elapsed();
