@@ -80,6 +80,14 @@ impl Ends {
         slot.get_or_insert_with(Instant::now);
     }
 
+    /// Notes `side` as ended when `result` is its failure.
+    fn charge<T>(&mut self, result: io::Result<T>, side: Side) -> io::Result<T> {
+        if result.is_err() {
+            self.mark(side);
+        }
+        result
+    }
+
     fn first(&self) -> Side {
         match (self.client, self.backend) {
             (Some(c), Some(b)) if b < c => Side::Backend,
@@ -134,24 +142,27 @@ impl Pump {
                 State::ShuttingDown => {
                     let shut = ready!(Pin::new(&mut *writer).poll_shutdown(cx));
                     self.state = State::Done;
-                    return Poll::Ready(self.charge(shut, self.to, ends));
+                    return Poll::Ready(ends.charge(shut, self.to));
                 }
                 State::Copying => {}
             }
             let chunk = match Pin::new(&mut *reader).poll_fill_buf(cx) {
                 Poll::Pending => return self.flush(cx, writer, ends),
-                Poll::Ready(chunk) => self.charge(chunk, self.from, ends)?,
+                Poll::Ready(chunk) => ends.charge(chunk, self.from)?,
             };
             if chunk.is_empty() {
                 ends.mark(self.from);
                 self.state = State::ShuttingDown;
                 continue;
             }
-            let written = ready!(Pin::new(&mut *writer).poll_write(cx, chunk));
-            let written = match self.charge(written, self.to, ends)? {
-                0 => return Poll::Ready(Err(self.write_zero(ends))),
-                n => n,
+            let written = match ready!(Pin::new(&mut *writer).poll_write(cx, chunk)) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer takes no more",
+                )),
+                written => written,
             };
+            let written = ends.charge(written, self.to)?;
             Pin::new(&mut *reader).consume(written);
             self.bytes += written as u64;
             self.unflushed = true;
@@ -167,23 +178,10 @@ impl Pump {
     ) -> Poll<io::Result<()>> {
         if self.unflushed {
             let flushed = ready!(Pin::new(writer).poll_flush(cx));
-            self.charge(flushed, self.to, ends)?;
+            ends.charge(flushed, self.to)?;
             self.unflushed = false;
         }
         Poll::Pending
-    }
-
-    /// Notes `side` as ended when `result` is its failure.
-    fn charge<T>(&self, result: io::Result<T>, side: Side, ends: &mut Ends) -> io::Result<T> {
-        if result.is_err() {
-            ends.mark(side);
-        }
-        result
-    }
-
-    fn write_zero(&self, ends: &mut Ends) -> io::Error {
-        ends.mark(self.to);
-        io::Error::new(io::ErrorKind::WriteZero, "the peer accepts no more bytes")
     }
 }
 
@@ -196,14 +194,10 @@ mod tests {
     async fn half_close_travels_both_ways_and_bytes_are_counted() {
         let (mut client, client_end) = tokio::io::duplex(64);
         let (backend_end, mut backend) = tokio::io::duplex(64);
-        let relay = tokio::spawn(async move {
-            relay(
-                Lent::new(client_end),
-                Lent::new(backend_end),
-                &CancellationToken::new(),
-            )
-            .await
-        });
+        let relay =
+            tokio::spawn(
+                async move { relay(client_end, backend_end, &CancellationToken::new()).await },
+            );
 
         let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let writer = tokio::spawn(async move {

@@ -77,7 +77,7 @@ async fn serve(
     };
     let span = tracing::Span::current();
     span.record("route", route.name.as_str());
-    span.record("tls", tracing::field::display(tls_summary(&tls)));
+    span.record("tls", tracing::field::display(TlsSummary(&tls)));
     let identity = identity(&tls);
     if let Some(id) = &identity {
         span.record("client", tracing::field::display(id));
@@ -129,16 +129,22 @@ async fn serve(
 }
 
 /// `TLSv1_3/TLS13_AES_128_GCM_SHA256/resumed`: what an operator checks first when a client
-/// is slow to connect or a peer negotiates something unexpected.
-fn tls_summary(tls: &ServerStream) -> String {
-    let conn = tls.get_ref().1;
-    let kind = match conn.handshake_kind() {
-        Some(rustls::HandshakeKind::Resumed) => "resumed",
-        _ => "full",
-    };
-    match (conn.protocol_version(), conn.negotiated_cipher_suite()) {
-        (Some(version), Some(suite)) => format!("{version:?}/{:?}/{kind}", suite.suite()),
-        _ => kind.to_owned(),
+/// is slow to connect or a peer negotiates something unexpected. Formatted only when the
+/// span is logged.
+struct TlsSummary<'a>(&'a ServerStream);
+
+impl std::fmt::Display for TlsSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let conn = self.0.get_ref().1;
+        if let (Some(version), Some(suite)) =
+            (conn.protocol_version(), conn.negotiated_cipher_suite())
+        {
+            write!(f, "{version:?}/{:?}/", suite.suite())?;
+        }
+        match conn.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => f.write_str("resumed"),
+            _ => f.write_str("full"),
+        }
     }
 }
 

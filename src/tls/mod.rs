@@ -12,7 +12,6 @@ use rustls::crypto::CryptoProvider;
 use tokio::net::TcpStream;
 
 use crate::buffer::Lent;
-
 use crate::config::TlsVersion;
 
 /// The gateway's end of a client's TLS connection. The socket under rustls is read through a

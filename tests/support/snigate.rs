@@ -414,8 +414,8 @@ pub fn message(line: &str) -> Option<String> {
     Some(words.join(" "))
 }
 
-/// Value of `key=` in a log line, without quotes, trailing punctuation or span braces. JSON lines: the
-/// event's field, else the current span's.
+/// Value of `key=` in a log line, without quotes, trailing punctuation or span braces. JSON
+/// lines: the event's field, else the current span's.
 pub fn field(line: &str, key: &str) -> Option<String> {
     if line.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
