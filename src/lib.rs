@@ -9,10 +9,10 @@
 //! # Layout
 //! - `config` — YAML schema, loading and validation (file, key and fix in every error).
 //! - `tls` — PEM loading, server configs per route, the sidecar's client config, identities.
-//! - `routing` — SNI name → route table; pure.
 //! - `listener` — accept loops with backoff and connection ids.
 //! - `dial` — outbound TCP with a deadline.
-//! - `gateway` — the gateway's per-connection steps: preamble, TLS, authorize, connect, relay.
+//! - `gateway` — the gateway's per-connection steps: preamble, TLS, authorize, connect, relay;
+//!   `gateway::routing` is its SNI name → route table (pure).
 //! - `sidecar` — the sidecar's per-connection steps: preamble, TLS to the gateway, relay.
 //! - `relay` — bidirectional copy with half-close, byte counts and who closed.
 //! - `buffer` — read buffers lent from a per-thread pool only while bytes flow.
@@ -40,7 +40,6 @@ pub mod probe;
 pub mod protocol;
 pub mod relay;
 pub mod reload;
-pub mod routing;
 pub mod shutdown;
 pub mod sidecar;
 pub mod tls;

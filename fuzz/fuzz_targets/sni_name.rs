@@ -13,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use rustls::server::ResolvesServerCertUsingSni;
 use rustls::ServerConfig;
 use snigate::config::{gateway_from_str, sni_name};
-use snigate::routing::{sanitise, Miss, RouteTable};
+use snigate::gateway::routing::{sanitise, Miss, RouteTable};
 
 const CONFIG: &str = "listen: 127.0.0.1:0
 tls: {cert: server.crt, key: server.key}

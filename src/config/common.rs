@@ -4,11 +4,11 @@ use std::fmt;
 use std::time::Duration;
 
 use rustls_pki_types::{DnsName, ServerName};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The application protocol behind a route or tunnel; it decides the pre-TLS preamble handling
 /// and the shape of the error a client sees when the far side is unavailable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Redis,
@@ -27,7 +27,7 @@ impl fmt::Display for Protocol {
 }
 
 /// Deadlines on each phase that a slow or silent peer could otherwise hold open forever.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// The whole TLS handshake, including a PostgreSQL SSLRequest preamble.
@@ -77,7 +77,7 @@ impl Default for Timeouts {
 }
 
 /// The oldest TLS version a peer may use; TLS 1.2 and 1.3 are the only ones snigate speaks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum TlsVersion {
     #[default]
     #[serde(rename = "1.2")]
@@ -88,7 +88,7 @@ pub enum TlsVersion {
 
 /// Caps that keep one flood from starving everyone else. Read at start; a change needs a
 /// restart.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Open connections in the whole process; past it, new ones wait in the listen backlog.
@@ -118,12 +118,13 @@ impl Default for Limits {
 }
 
 /// How many threads run connections. Read at start; a change needs a restart.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     /// Unset: one for the sidecar (it serves one pod), and for the gateway the CPUs this
     /// process may use (its cgroup quota, not the host's core count). With one thread,
     /// connections never wait on another thread's wakeup: the least CPU per operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_threads: Option<usize>,
 }
 
@@ -147,8 +148,8 @@ impl Runtime {
 
 /// A `host:port` that is resolved when a connection is made, so that Kubernetes Service names
 /// follow their current address instead of the one seen at startup.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct HostPort {
     pub host: String,
     pub port: u16,
@@ -169,6 +170,12 @@ impl TryFrom<String> for HostPort {
             host: host.to_owned(),
             port,
         })
+    }
+}
+
+impl From<HostPort> for String {
+    fn from(addr: HostPort) -> String {
+        addr.to_string()
     }
 }
 

@@ -4,17 +4,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
-use super::Invalid;
-use crate::tls::identity::AllowRule;
+use super::{AllowRule, Invalid};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
     pub tls: GatewayTls,
     #[serde(default)]
@@ -26,15 +26,17 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// When set, every route requires a client certificate issued by this CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
     /// PEM file of certificate revocation lists for client certificates; needs `client_ca`.
     /// Fails closed: a missing, unreadable or expired CRL refuses clients, never ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<PathBuf>,
     #[serde(default)]
     pub min_version: TlsVersion,
@@ -50,7 +52,7 @@ impl GatewayTls {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,
@@ -60,6 +62,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub allow: Vec<AllowRule>,
     /// Open connections on this route; past it, clients get the protocol's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
 }
 

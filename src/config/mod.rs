@@ -3,6 +3,7 @@
 //! Every error names the file, the key (with line and column where the YAML parser knows them)
 //! and what to change.
 
+mod allow;
 mod common;
 mod gateway;
 mod sidecar;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use allow::AllowRule;
 pub use common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
@@ -115,4 +117,25 @@ fn parse<T: DeserializeOwned>(
         role,
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests write configs as Rust values; what they serialize must read back the same.
+    #[test]
+    fn example_configs_survive_a_serialize_round_trip() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let file = root.join("config/gateway.yaml");
+        let gateway = load_gateway(&file).unwrap();
+        let text = serde_yaml::to_string(&gateway).unwrap();
+        let again = gateway_from_str(&text, &file).unwrap();
+        assert_eq!(serde_yaml::to_string(&again).unwrap(), text);
+        let file = root.join("config/sidecar.yaml");
+        let sidecar = load_sidecar(&file).unwrap();
+        let text = serde_yaml::to_string(&sidecar).unwrap();
+        let again = sidecar_from_str(&text, &file).unwrap();
+        assert_eq!(serde_yaml::to_string(&again).unwrap(), text);
+    }
 }

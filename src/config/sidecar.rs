@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::Invalid;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
     /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
     pub tls: SidecarTls,
     #[serde(default)]
@@ -24,12 +25,14 @@ pub struct SidecarConfig {
     pub tunnels: Vec<TunnelConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarTls {
     /// The only trust root for the gateway's certificate: a private CA, never the system store.
     pub ca: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
     #[serde(default)]
     pub min_version: TlsVersion,
@@ -45,7 +48,7 @@ impl SidecarTls {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelConfig {
     pub name: String,

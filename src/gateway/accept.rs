@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::refusal::Refusal;
+use super::routing::{Miss, Route, RouteTable};
 use crate::buffer::Lent;
 use crate::protocol::postgres::{self, Packet};
-use crate::routing::{Miss, Route, RouteTable};
 use crate::tls::ServerStream;
 
 /// First byte of a TLS handshake record.

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use super::accept::accept;
 use super::refusal::Refusal;
+use super::routing::Route;
 use super::{Gateway, Snapshot};
 use crate::closing;
 use crate::config::Protocol;
@@ -18,7 +19,6 @@ use crate::listener::Accepted;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol;
 use crate::relay::relay;
-use crate::routing::Route;
 use crate::shutdown::Serving;
 use crate::tls::identity::Identity;
 use crate::tls::ServerStream;

@@ -5,6 +5,7 @@ mod accept;
 mod connection;
 mod refusal;
 mod reload;
+pub mod routing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,9 +20,9 @@ use crate::listener;
 use crate::metrics::Metrics;
 use crate::probe;
 use crate::reload::{FileWatch, Fingerprints};
-use crate::routing::RouteTable;
 use crate::shutdown::Serving;
 use crate::tls::server::ServerTls;
+use routing::RouteTable;
 
 pub use refusal::Refusal;
 

@@ -1,37 +1,11 @@
-//! Client identities read from a verified certificate, and the per-route `allow` lists.
+//! Client identities read from a verified certificate, matched against a route's `allow` list.
 
 use std::fmt;
 
-use serde::Deserialize;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// One entry of a route's `allow` list: `dns:NAME`, `uri:URI` (SPIFFE IDs) or `cn:NAME`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum AllowRule {
-    Dns(String),
-    Uri(String),
-    Cn(String),
-}
-
-impl TryFrom<String> for AllowRule {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        let rule = match s.split_once(':') {
-            Some(("dns", v)) if !v.is_empty() => AllowRule::Dns(v.to_ascii_lowercase()),
-            Some(("uri", v)) if !v.is_empty() => AllowRule::Uri(v.to_owned()),
-            Some(("cn", v)) if !v.is_empty() => AllowRule::Cn(v.to_owned()),
-            _ => {
-                return Err(format!(
-                    "`{s}` is not an identity: write dns:NAME, uri:URI or cn:NAME"
-                ))
-            }
-        };
-        Ok(rule)
-    }
-}
+use crate::config::AllowRule;
 
 /// What a client certificate says about who holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,12 +84,5 @@ mod tests {
         assert!(id().is_allowed(&[rule("cn:Worker")]));
         assert!(!id().is_allowed(&[rule("cn:worker"), rule("dns:other.example.test")]));
         assert!(!id().is_allowed(&[]));
-    }
-
-    #[test]
-    fn malformed_rules_are_refused() {
-        for bad in ["worker", "dns:", "ip:10.0.0.1", ""] {
-            assert!(AllowRule::try_from(bad.to_owned()).is_err(), "{bad}");
-        }
     }
 }

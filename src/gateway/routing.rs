@@ -6,9 +6,8 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{HostPort, Protocol, RouteConfig};
-use crate::gateway::Refusal;
-use crate::tls::identity::AllowRule;
+use super::Refusal;
+use crate::config::{AllowRule, HostPort, Protocol, RouteConfig};
 
 /// Everything the gateway needs to serve one route.
 pub struct Route {
