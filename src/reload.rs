@@ -11,10 +11,6 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-/// How often watched files are re-read. Kubernetes itself takes up to a minute to update a
-/// mounted Secret, so a few seconds adds nothing noticeable.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-
 /// Contents of a set of files, reduced to hashes; a missing file hashes as `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprints(Vec<(PathBuf, Option<u64>)>);
@@ -38,6 +34,9 @@ pub trait Reload: Send + Sync + 'static {
     fn reload_config(&self) -> impl Future<Output = ()> + Send;
     /// Reloads the certificate files of the running config if their contents changed.
     fn reload_files_if_changed(&self) -> impl Future<Output = ()> + Send;
+    /// How often the files are checked (`timeouts.watch_interval` of the running config);
+    /// zero: never.
+    fn watch_interval(&self) -> Duration;
 }
 
 /// Runs reloads until `shutdown`: on SIGHUP, and whenever watched files change.
@@ -45,13 +44,17 @@ pub fn spawn<R: Reload>(target: Arc<R>, shutdown: CancellationToken) -> std::io:
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         loop {
+            let interval = target.watch_interval();
+            let watching = !interval.is_zero();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     target.reload_config().await;
                 }
-                _ = tokio::time::sleep(WATCH_INTERVAL) => target.reload_files_if_changed().await,
+                _ = tokio::time::sleep(interval), if watching => {
+                    target.reload_files_if_changed().await
+                }
             }
         }
     });

@@ -47,6 +47,11 @@ pub struct Timeouts {
     /// turns probing off (then a sidecar is ready as soon as it listens).
     #[serde(default = "Timeouts::default_probe_interval", with = "humantime_serde")]
     pub probe_interval: Duration,
+    /// How often the certificate, key, CA and CRL files are checked for changed contents;
+    /// `0s` turns the check off (SIGHUP still reloads everything). Kubernetes itself takes up
+    /// to a minute to update a mounted Secret, so a few seconds adds nothing noticeable.
+    #[serde(default = "Timeouts::default_watch_interval", with = "humantime_serde")]
+    pub watch_interval: Duration,
 }
 
 impl Timeouts {
@@ -62,6 +67,9 @@ impl Timeouts {
     fn default_probe_interval() -> Duration {
         Duration::from_secs(10)
     }
+    fn default_watch_interval() -> Duration {
+        Duration::from_secs(2)
+    }
 }
 
 impl Default for Timeouts {
@@ -72,6 +80,7 @@ impl Default for Timeouts {
             drain: Self::default_drain(),
             shutdown_delay: Duration::ZERO,
             probe_interval: Self::default_probe_interval(),
+            watch_interval: Self::default_watch_interval(),
         }
     }
 }

@@ -25,6 +25,10 @@ impl Reload for Gateway {
         }
         self.install("certificates", result);
     }
+
+    fn watch_interval(&self) -> std::time::Duration {
+        self.snapshot().config.timeouts.watch_interval
+    }
 }
 
 impl Gateway {

@@ -35,6 +35,10 @@ impl Reload for Arc<Sidecar> {
             }
         }
     }
+
+    fn watch_interval(&self) -> std::time::Duration {
+        self.snapshot().config.timeouts.watch_interval
+    }
 }
 
 impl Sidecar {
