@@ -48,6 +48,7 @@ pub struct Lent<S> {
 }
 
 impl<S> Lent<S> {
+    /// Wraps `inner`; no buffer is taken until the first read.
     pub fn new(inner: S) -> Self {
         Lent {
             inner,

@@ -10,6 +10,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
+/// Why `snigate certs` could not write the development PKI.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
     #[error("cannot generate the development PKI: {0}")]
@@ -17,7 +18,7 @@ pub enum CertsError {
     #[error("cannot write {path}: {error}")]
     Write { path: String, error: std::io::Error },
     #[error("--server-name {0}: {1}")]
-    Name(String, String),
+    Name(String, crate::config::NameError),
 }
 
 /// Writes `ca.crt ca.key server.crt server.key client.crt client.key` into `out`.

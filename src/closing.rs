@@ -1,9 +1,14 @@
-//! The one structured line each connection leaves when it ends.
+//! How a connection ends: the one structured line each connection leaves, and for a refused
+//! one the native error its client is told and the metric it counts in. Shared by both roles.
 
-use std::fmt::Display;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::Protocol;
 use crate::error::{Classified, Side};
+use crate::metrics::Metrics;
+use crate::protocol;
 use crate::relay::Outcome;
 
 /// After a relay: bytes each way, duration, who closed, and why if it was an error.
@@ -27,8 +32,14 @@ pub fn log_relayed(started: Instant, outcome: &Outcome) {
     );
 }
 
-/// A connection that never reached the relay: refused, or the far side could not be reached.
-pub fn log_refused<E: Classified + Display>(started: Instant, error: &E) {
+/// A connection that never reached the relay: one `refused` line, and one count in
+/// `refusals_total` (a route or tunnel was chosen) or `handshake_failures_total` (none was).
+pub fn record_refused<E: Classified>(
+    metrics: &Metrics,
+    route: Option<&str>,
+    started: Instant,
+    error: &E,
+) {
     tracing::info!(
         side = %error.side(),
         reason = %error.reason(),
@@ -36,4 +47,28 @@ pub fn log_refused<E: Classified + Display>(started: Instant, error: &E) {
         duration_ms = started.elapsed().as_millis() as u64,
         "refused"
     );
+    let label = Metrics::reason(route.unwrap_or(""), error.reason());
+    match route {
+        Some(_) => metrics.refusals.get_or_create(&label).inc(),
+        None => metrics.handshake_failures.get_or_create(&label).inc(),
+    };
+}
+
+/// Tells the client, in its protocol, why it is not served: `snigate: <name>: <message>`.
+/// `greeting` is what was already read from the client. Bounded by `deadline` so a client
+/// that never sends its first command cannot hold the connection.
+pub async fn tell_client<S, E>(
+    protocol: Protocol,
+    name: &str,
+    stream: &mut S,
+    greeting: &[u8],
+    error: &E,
+    deadline: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    E: Classified,
+{
+    let message = format!("snigate: {name}: {}", error.client_message());
+    let reply = protocol::refuse(protocol, stream, greeting, &message, error.transient());
+    let _ = tokio::time::timeout(deadline, reply).await;
 }

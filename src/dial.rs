@@ -16,6 +16,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_RETRIES: u32 = 3;
 
+/// Connects to `addr` (resolved now) within `deadline`, and tunes the socket.
 pub async fn dial(addr: &HostPort, deadline: Duration) -> io::Result<TcpStream> {
     let attempt = TcpStream::connect((addr.host.as_str(), addr.port));
     let stream = tokio::time::timeout(deadline, attempt)
@@ -39,6 +40,7 @@ pub fn tune(socket: &impl AsFd) {
     let _ = socket.set_tcp_keepalive(&keepalive);
 }
 
+/// The error of a deadline that passed.
 pub fn timed_out(after: Duration) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,

@@ -15,8 +15,11 @@ use tokio_util::task::TaskTracker;
 
 /// An accepted connection with the id its logs carry.
 pub struct Accepted {
+    /// Unique in the process, for logs.
     pub id: u64,
+    /// The accepted socket.
     pub stream: TcpStream,
+    /// Who connected.
     pub peer: SocketAddr,
     /// Held for the connection's lifetime: its place under `limits.max_connections`.
     pub permit: OwnedSemaphorePermit,

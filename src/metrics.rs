@@ -14,47 +14,68 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Label of per-route (gateway) or per-tunnel (sidecar) series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
+    /// Route or tunnel name.
     pub route: String,
 }
 
+/// Label of refusal and handshake-failure counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
+    /// Route or tunnel name; empty when none was chosen.
     pub route: String,
+    /// The stable reason of the error.
     pub reason: String,
 }
 
+/// Label of the byte counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
+    /// Route or tunnel name.
     pub route: String,
+    /// `from_client` or `to_client`.
     pub direction: &'static str,
 }
 
+/// Label of per-file series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FileLabel {
+    /// The path as configured.
     pub file: String,
 }
 
+/// Label of the reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
+    /// `config` or `certificates`.
     pub what: &'static str,
+    /// `success` or `failure`.
     pub result: &'static str,
 }
 
 type Histograms = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
+/// Every metric of the process, registered under the `snigate_` prefix.
 pub struct Metrics {
+    /// Connections being served now.
     pub open: Family<RouteLabel, Gauge>,
+    /// Connections that reached a route or tunnel.
     pub accepted: Family<RouteLabel, Counter>,
     /// Failures before a route is known (no SNI, not TLS, bad certificate…): route is "".
     pub handshake_failures: Family<ReasonLabel, Counter>,
     /// Clients refused after the handshake (identity, far side unreachable).
     pub refusals: Family<ReasonLabel, Counter>,
+    /// Bytes relayed, counted when a connection closes.
     pub bytes: Family<DirectionLabel, Counter>,
+    /// Time to connect to the far side.
     pub connect_seconds: Histograms,
+    /// Lifetime of relayed connections.
     pub duration_seconds: Histograms,
+    /// notAfter of the first certificate in each loaded file.
     pub cert_expiry: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    /// Reloads by what and result.
     pub reloads: Family<ReloadLabel, Counter>,
     /// 1 when the last health probe of the backend (gateway) or gateway (sidecar) passed.
     pub far_side_up: Family<RouteLabel, Gauge>,
@@ -70,6 +91,7 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// A registry with every metric, and the series alerts compare against at zero.
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("snigate");
         let m = Metrics {
@@ -141,12 +163,14 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
+    /// The label of route or tunnel `name`.
     pub fn route(name: &str) -> RouteLabel {
         RouteLabel {
             route: name.to_owned(),
         }
     }
 
+    /// The label of a refusal on `route` (empty: none chosen yet).
     pub fn reason(route: &str, reason: &str) -> ReasonLabel {
         ReasonLabel {
             route: route.to_owned(),
@@ -154,6 +178,7 @@ impl Metrics {
         }
     }
 
+    /// Counts a finished relay: bytes each way and how long it lasted.
     pub fn record_relayed(
         &self,
         route: &str,
@@ -173,6 +198,7 @@ impl Metrics {
             .observe(lasted.as_secs_f64());
     }
 
+    /// Counts one reload attempt.
     pub fn record_reload(&self, what: &'static str, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads
@@ -195,6 +221,7 @@ pub struct OpenGuard {
 }
 
 impl OpenGuard {
+    /// Counts the connection as accepted and open until dropped.
     pub fn new(metrics: &Metrics, route: &str) -> OpenGuard {
         let label = Metrics::route(route);
         metrics.accepted.get_or_create(&label).inc();

@@ -16,7 +16,9 @@ use crate::error::Side;
 /// How a relayed connection ended.
 #[derive(Debug)]
 pub struct Outcome {
+    /// Bytes the client sent.
     pub from_client: u64,
+    /// Bytes the far side sent.
     pub from_backend: u64,
     /// The side that reached end-of-stream or failed first.
     pub closed_by: Side,

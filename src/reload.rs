@@ -1,21 +1,28 @@
-//! Hot reload: SIGHUP re-reads the whole config; certificate files are re-read when their
-//! contents change, however they change (rewrite, rename, Kubernetes' `..data` symlink swap).
+//! Hot reload, the same for both roles: SIGHUP re-reads the whole config; the certificate
+//! files it names are re-read when their contents change, however they change (rewrite,
+//! rename, Kubernetes' `..data` symlink swap). Each role's config lives in a [`Live`] and is
+//! replaced whole, so a connection sees one consistent version from start to end.
 
 use std::collections::hash_map::DefaultHasher;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
 
 /// Contents of a set of files, reduced to hashes; a missing file hashes as `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprints(Vec<(PathBuf, Option<u64>)>);
 
 impl Fingerprints {
+    /// Reads and hashes every file now.
     pub fn of(paths: &[PathBuf]) -> Fingerprints {
         let hash = |path: &PathBuf| {
             std::fs::read(path).ok().map(|bytes| {
@@ -28,32 +35,83 @@ impl Fingerprints {
     }
 }
 
-/// A role whose configuration can be replaced while it runs.
-pub trait Reload: Send + Sync + 'static {
-    /// Re-reads the config file and everything it names; keeps the old one on any error.
-    fn reload_config(&self) -> impl Future<Output = ()> + Send;
-    /// Reloads the certificate files of the running config if their contents changed.
-    fn reload_files_if_changed(&self) -> impl Future<Output = ()> + Send;
-    /// How often the files are checked (`timeouts.watch_interval` of the running config);
-    /// zero: never.
+/// What one config file (and every file it names) turned into.
+pub trait Snapshot: Send + Sync + Sized + 'static {
+    /// Reads the config file and everything it names; all that `--check` needs.
+    fn load(file: &Path, metrics: &Metrics) -> Result<Self, ConfigError>;
+    /// The same config with the files it names read again.
+    fn rebuild(&self, file: &Path, metrics: &Metrics) -> Result<Self, ConfigError>;
+    /// The watched files' contents when this snapshot was built.
+    fn files(&self) -> &Fingerprints;
+    /// The files whose contents are watched.
+    fn watched(&self) -> Vec<PathBuf>;
+    /// How often they are checked (`timeouts.watch_interval`); zero: never.
     fn watch_interval(&self) -> Duration;
 }
 
+/// A role's current snapshot and where it came from.
+pub struct Live<S> {
+    file: PathBuf,
+    current: ArcSwap<S>,
+    watch: FileWatch,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: Snapshot> Live<S> {
+    /// Loads `file`; an error here is a config error, before anything is bound.
+    pub fn load(file: &Path, metrics: Arc<Metrics>) -> Result<Live<S>, ConfigError> {
+        let snapshot = S::load(file, &metrics)?;
+        Ok(Live {
+            file: file.to_owned(),
+            current: ArcSwap::from_pointee(snapshot),
+            watch: FileWatch::default(),
+            metrics,
+        })
+    }
+
+    /// The snapshot new connections use.
+    pub fn get(&self) -> Arc<S> {
+        self.current.load_full()
+    }
+}
+
+/// Why a reload was refused; the running version stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Listen(#[from] crate::sidecar::ListenError),
+}
+
+/// A role whose configuration can be replaced while it runs.
+pub trait Reload: Send + Sync + 'static {
+    /// What the role's config turns into.
+    type Snapshot: Snapshot;
+    /// Where the role keeps it.
+    fn live(&self) -> &Live<Self::Snapshot>;
+    /// Everything a new snapshot needs besides being swapped in (the sidecar binds new
+    /// tunnels); an error refuses it.
+    fn prepare(
+        &self,
+        next: &Self::Snapshot,
+    ) -> impl Future<Output = Result<(), ReloadError>> + Send;
+}
+
 /// Runs reloads until `shutdown`: on SIGHUP, and whenever watched files change.
-pub fn spawn<R: Reload>(target: Arc<R>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub fn spawn<R: Reload>(role: Arc<R>, shutdown: CancellationToken) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         loop {
-            let interval = target.watch_interval();
-            let watching = !interval.is_zero();
+            let interval = role.live().get().watch_interval();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
-                    target.reload_config().await;
+                    reload_config(&*role).await;
                 }
-                _ = tokio::time::sleep(interval), if watching => {
-                    target.reload_files_if_changed().await
+                _ = tokio::time::sleep(interval), if !interval.is_zero() => {
+                    reload_files_if_changed(&*role).await
                 }
             }
         }
@@ -61,20 +119,60 @@ pub fn spawn<R: Reload>(target: Arc<R>, shutdown: CancellationToken) -> std::io:
     Ok(())
 }
 
+/// Re-reads the config file and everything it names; keeps the old one on any error.
+async fn reload_config<R: Reload>(role: &R) {
+    let live = role.live();
+    let next = R::Snapshot::load(&live.file, &live.metrics);
+    install(role, "config", next.map_err(Into::into)).await;
+}
+
+/// Reloads the running config's files if their contents changed since they were loaded.
+async fn reload_files_if_changed<R: Reload>(role: &R) {
+    let live = role.live();
+    let current = live.get();
+    let now = Fingerprints::of(&current.watched());
+    if !live.watch.should_try(current.files(), &now) {
+        return;
+    }
+    let next = current.rebuild(&live.file, &live.metrics);
+    if next.is_err() {
+        live.watch.failed(now);
+    }
+    install(role, "certificates", next.map_err(Into::into)).await;
+}
+
+async fn install<R: Reload>(role: &R, what: &'static str, next: Result<R::Snapshot, ReloadError>) {
+    let live = role.live();
+    let prepared = match next {
+        Ok(snapshot) => role.prepare(&snapshot).await.map(|()| snapshot),
+        Err(e) => Err(e),
+    };
+    live.metrics.record_reload(what, prepared.is_ok());
+    match prepared {
+        Ok(snapshot) => {
+            live.current.store(Arc::new(snapshot));
+            tracing::info!(what, "reloaded; new connections use it");
+        }
+        Err(e) => {
+            tracing::error!(what, error = %e, "reload refused; the running version stays")
+        }
+    }
+}
+
 /// Decides whether changed files should be tried: not when they are the same broken contents
 /// that already failed, so one bad file is logged and counted once, not every interval.
 #[derive(Default)]
-pub struct FileWatch {
-    last_failed: std::sync::Mutex<Option<Fingerprints>>,
+struct FileWatch {
+    last_failed: Mutex<Option<Fingerprints>>,
 }
 
 impl FileWatch {
-    pub fn should_try(&self, loaded: &Fingerprints, now: &Fingerprints) -> bool {
+    fn should_try(&self, loaded: &Fingerprints, now: &Fingerprints) -> bool {
         let failed = self.last_failed.lock().ok().and_then(|f| f.clone());
         now != loaded && Some(now) != failed.as_ref()
     }
 
-    pub fn failed(&self, now: Fingerprints) {
+    fn failed(&self, now: Fingerprints) {
         if let Ok(mut f) = self.last_failed.lock() {
             *f = Some(now);
         }

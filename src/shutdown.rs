@@ -20,6 +20,7 @@ pub struct Serving {
     pub accept: CancellationToken,
     /// Cancelled to close connections still open when the drain period ends.
     pub force: CancellationToken,
+    /// Every connection task, so a stop can wait for them.
     pub tracker: TaskTracker,
     /// The accept loops, so a stop can wait until every listening socket is closed.
     pub listeners: TaskTracker,
@@ -30,6 +31,7 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// Fresh controls with the configured limits.
     pub fn new(limits: Limits) -> Serving {
         Serving {
             accept: CancellationToken::new(),

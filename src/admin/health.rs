@@ -14,6 +14,7 @@ struct Check {
     detail: String,
 }
 
+/// Liveness, startup and readiness of the process, shared with the admin endpoint.
 #[derive(Default)]
 pub struct Health {
     started: AtomicBool,
@@ -22,18 +23,22 @@ pub struct Health {
 }
 
 impl Health {
+    /// Marks start-up as done: listeners bound, config loaded.
     pub fn set_started(&self) {
         self.started.store(true, Ordering::Relaxed);
     }
 
+    /// Whether start-up is done.
     pub fn started(&self) -> bool {
         self.started.load(Ordering::Relaxed)
     }
 
+    /// Marks the process as stopping: readiness turns off for good.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Records the latest result of the check `name`.
     pub fn report(&self, name: &str, ok: bool, gating: bool, detail: String) {
         if let Ok(mut checks) = self.checks.lock() {
             checks.insert(name.to_owned(), Check { ok, gating, detail });

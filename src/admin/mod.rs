@@ -19,13 +19,17 @@ pub use health::Health;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What the admin endpoint serves.
 pub struct Admin {
+    /// Encoded for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Answers `/livez`, `/startup` and `/readyz`.
     pub health: Arc<Health>,
     /// Cancelled by `POST /quitquitquit`, which then stops the process like SIGTERM.
     pub quit: CancellationToken,
 }
 
+/// Serves HTTP/1 on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(addr = %addr, "admin listening");

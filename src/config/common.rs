@@ -160,7 +160,9 @@ impl Runtime {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct HostPort {
+    /// A DNS name or an IP literal (without brackets).
     pub host: String,
+    /// Never 0.
     pub port: u16,
 }
 
@@ -202,18 +204,23 @@ impl fmt::Display for HostPort {
 ///
 /// IP literals are refused because a ClientHello never carries one as SNI, so the OpenShift
 /// router (and the gateway) could not route on it.
-pub fn sni_name(name: &str) -> Result<String, String> {
+pub fn sni_name(name: &str) -> Result<String, NameError> {
     if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!(
-            "`{name}` is an IP address; SNI carries DNS names only: use the Route host name"
-        ));
+        return Err(NameError::IpAddress(name.to_owned()));
     }
     match ServerName::try_from(name) {
         Ok(ServerName::DnsName(dns)) if !name.contains('*') => Ok(normalise(&dns)),
-        _ => Err(format!(
-            "`{name}` is not a valid DNS name (letters, digits, '-' and '.' only; no wildcards)"
-        )),
+        _ => Err(NameError::NotDns(name.to_owned())),
     }
+}
+
+/// Why a name cannot be used as SNI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("`{0}` is an IP address; SNI carries DNS names only: use the Route host name")]
+    IpAddress(String),
+    #[error("`{0}` is not a valid DNS name (letters, digits, '-' and '.' only; no wildcards)")]
+    NotDns(String),
 }
 
 fn normalise(dns: &DnsName<'_>) -> String {

@@ -9,27 +9,37 @@ use serde::{Deserialize, Serialize};
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::{AllowRule, Invalid};
 
+/// The gateway's configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
+    /// Where TLS clients (the router, sidecars) connect.
     pub listen: SocketAddr,
     /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
+    /// The served certificate and how clients are verified.
     pub tls: GatewayTls,
+    /// Deadlines of each phase.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Caps on connections and handshakes.
     #[serde(default)]
     pub limits: Limits,
+    /// Threads.
     #[serde(default)]
     pub runtime: Runtime,
+    /// SNI name → backend, at least one.
     pub routes: Vec<RouteConfig>,
 }
 
+/// The gateway's `tls:` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayTls {
+    /// PEM certificate chain, leaf first; valid for every route's server names.
     pub cert: PathBuf,
+    /// PEM private key of the certificate.
     pub key: PathBuf,
     /// When set, every route requires a client certificate issued by this CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +48,7 @@ pub struct GatewayTls {
     /// Fails closed: a missing, unreadable or expired CRL refuses clients, never ignores them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<PathBuf>,
+    /// The oldest TLS version accepted.
     #[serde(default)]
     pub min_version: TlsVersion,
 }
@@ -52,13 +63,19 @@ impl GatewayTls {
     }
 }
 
+/// One route: the SNI names that select it and the backend it relays to.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// Used in logs, metrics and the errors clients see.
     pub name: String,
+    /// SNI names, normalised to lower case by validation.
     pub server_names: Vec<String>,
+    /// Decides the preamble handling and the native error replies.
     pub protocol: Protocol,
+    /// Resolved at each connect.
     pub backend: HostPort,
+    /// Client identities admitted; empty: any client the CA verified.
     #[serde(default)]
     pub allow: Vec<AllowRule>,
     /// Open connections on this route; past it, clients get the protocol's error.
@@ -116,8 +133,9 @@ impl RouteConfig {
         }
         for (k, name) in self.server_names.iter_mut().enumerate() {
             let key = format!("routes[{i}].server_names[{k}]");
-            *name = sni_name(name)
-                .map_err(|e| Invalid::new(&key, e, "use the DNS name clients send as SNI"))?;
+            *name = sni_name(name).map_err(|e| {
+                Invalid::new(&key, e.to_string(), "use the DNS name clients send as SNI")
+            })?;
             if let Some(other) = owners.insert(name.clone(), self.name.clone()) {
                 return Err(Invalid::new(
                     key,

@@ -14,19 +14,23 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use allow::AllowRule;
-pub use common::{sni_name, HostPort, Limits, Protocol, Timeouts, TlsVersion};
+pub use common::{sni_name, HostPort, Limits, NameError, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
 
 /// A value that parsed but cannot work: which key, what is wrong, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
+    /// The key as a path, e.g. `routes[1].server_names[0]`.
     pub key: String,
+    /// What is wrong with its value.
     pub problem: String,
+    /// What to change.
     pub fix: String,
 }
 
 impl Invalid {
+    /// An invalid value at `key`.
     pub fn new(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Invalid {
             key: key.into(),
@@ -42,6 +46,7 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// Why a config file cannot be used; always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read the config file: {error}", file.display())]
@@ -60,6 +65,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An invalid value in `file`.
     pub fn invalid(file: &Path, invalid: Invalid) -> Self {
         ConfigError::Invalid {
             file: file.to_owned(),
@@ -68,10 +74,12 @@ impl ConfigError {
     }
 }
 
+/// Reads, parses and validates a gateway config file.
 pub fn load_gateway(file: &Path) -> Result<GatewayConfig, ConfigError> {
     gateway_from_str(&read(file)?, file)
 }
 
+/// Reads, parses and validates a sidecar config file.
 pub fn load_sidecar(file: &Path) -> Result<SidecarConfig, ConfigError> {
     sidecar_from_str(&read(file)?, file)
 }

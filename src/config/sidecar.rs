@@ -9,31 +9,41 @@ use serde::{Deserialize, Serialize};
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::Invalid;
 
+/// The sidecar's configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarConfig {
     /// Optional HTTP endpoint for probes and metrics: /livez /startup /readyz /metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
+    /// The trust root and the client certificate.
     pub tls: SidecarTls,
+    /// Deadlines of each phase.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Caps on connections and handshakes.
     #[serde(default)]
     pub limits: Limits,
+    /// Threads.
     #[serde(default)]
     pub runtime: Runtime,
+    /// Local listener → gateway route, at least one.
     pub tunnels: Vec<TunnelConfig>,
 }
 
+/// The sidecar's `tls:` section.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SidecarTls {
     /// The only trust root for the gateway's certificate: a private CA, never the system store.
     pub ca: PathBuf,
+    /// PEM client certificate chain presented to the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
+    /// Its private key; given together with `cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// The oldest TLS version spoken to the gateway.
     #[serde(default)]
     pub min_version: TlsVersion,
 }
@@ -48,12 +58,17 @@ impl SidecarTls {
     }
 }
 
+/// One tunnel: a local plaintext listener and the gateway route it reaches.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelConfig {
+    /// Used in logs, metrics and the errors clients see.
     pub name: String,
+    /// Loopback address local clients connect to.
     pub listen: SocketAddr,
+    /// Decides the preamble handling and the native error replies.
     pub protocol: Protocol,
+    /// The gateway (the Route host and port 443 in production).
     pub connect: HostPort,
     /// Defaults to the host part of `connect`; filled in by validation.
     #[serde(default)]
@@ -136,8 +151,13 @@ impl TunnelConfig {
                 self.server_name.clone(),
             )
         };
-        self.server_name = sni_name(&name)
-            .map_err(|e| Invalid::new(key, e, "set server_name to the gateway route's DNS name"))?;
+        self.server_name = sni_name(&name).map_err(|e| {
+            Invalid::new(
+                key,
+                e.to_string(),
+                "set server_name to the gateway route's DNS name",
+            )
+        })?;
         Ok(())
     }
 }

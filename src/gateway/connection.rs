@@ -14,10 +14,8 @@ use super::{Gateway, Snapshot};
 use crate::closing;
 use crate::config::Protocol;
 use crate::dial::dial;
-use crate::error::Classified;
 use crate::listener::Accepted;
 use crate::metrics::{Metrics, OpenGuard};
-use crate::protocol;
 use crate::relay::relay;
 use crate::shutdown::Serving;
 use crate::tls::identity::Identity;
@@ -26,22 +24,14 @@ use crate::tls::ServerStream;
 /// Room for a client's first write (a Redis command, a PostgreSQL StartupMessage).
 const GREETING_CAPACITY: usize = 16 * 1024;
 
+/// Serves one accepted connection, leaving one log line and its metrics.
 pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, serving: Serving) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, route = tracing::field::Empty, tls = tracing::field::Empty, client = tracing::field::Empty);
     async move {
         let started = Instant::now();
         let snapshot = gateway.snapshot();
         if let Err((route, refusal)) = serve(&gateway, &snapshot, conn.stream, &serving).await {
-            closing::log_refused(started, &refusal);
-            let label = Metrics::reason(route.as_deref().unwrap_or(""), refusal.reason());
-            match route {
-                Some(_) => gateway.metrics.refusals.get_or_create(&label).inc(),
-                None => gateway
-                    .metrics
-                    .handshake_failures
-                    .get_or_create(&label)
-                    .inc(),
-            };
+            closing::record_refused(&gateway.metrics, route.as_deref(), started, &refusal);
         }
     }
     .instrument(span)
@@ -184,8 +174,6 @@ async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal
         })
 }
 
-/// Tells the client, in its protocol, why it is not served; bounded by `deadline` so a client
-/// that never sends its first command cannot hold the connection.
 async fn refuse(
     route: &Route,
     tls: &mut ServerStream,
@@ -193,8 +181,14 @@ async fn refuse(
     refusal: Refusal,
     deadline: Duration,
 ) -> Refusal {
-    let message = format!("snigate: {}: {}", route.name, refusal.client_message());
-    let reply = protocol::refuse(route.protocol, tls, greeting, &message, refusal.transient());
-    let _ = tokio::time::timeout(deadline, reply).await;
+    closing::tell_client(
+        route.protocol,
+        &route.name,
+        tls,
+        greeting,
+        &refusal,
+        deadline,
+    )
+    .await;
     refusal
 }

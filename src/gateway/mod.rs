@@ -9,8 +9,8 @@ pub mod routing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use crate::config::{self, ConfigError, GatewayConfig};
 use crate::listener;
 use crate::metrics::Metrics;
 use crate::probe;
-use crate::reload::{FileWatch, Fingerprints};
+use crate::reload::{Fingerprints, Live};
 use crate::shutdown::Serving;
 use crate::tls::server::ServerTls;
 use routing::RouteTable;
@@ -29,16 +29,18 @@ pub use refusal::Refusal;
 /// What one config (and the certificate files it names) turned into; replaced whole on reload,
 /// so each connection sees one consistent version from start to end.
 pub struct Snapshot {
+    /// The validated config.
     pub config: GatewayConfig,
     routes: RouteTable,
     files: Fingerprints,
 }
 
+/// A running gateway: its live config, metrics and health.
 pub struct Gateway {
-    file: PathBuf,
-    current: ArcSwap<Snapshot>,
-    watch: FileWatch,
+    live: Live<Snapshot>,
+    /// Metrics of every route.
     pub metrics: Arc<Metrics>,
+    /// What the admin endpoint reports.
     pub health: Arc<Health>,
 }
 
@@ -46,18 +48,16 @@ impl Gateway {
     /// Loads the config and every certificate and key it names; this is all `--check` needs.
     pub fn load(file: &Path) -> Result<Gateway, ConfigError> {
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(config::load_gateway(file)?, file, &metrics)?;
         Ok(Gateway {
-            file: file.to_owned(),
-            current: ArcSwap::from_pointee(snapshot),
-            watch: FileWatch::default(),
+            live: Live::load(file, metrics.clone())?,
             metrics,
             health: Arc::new(Health::default()),
         })
     }
 
+    /// The config new connections use.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.load_full()
+        self.live.get()
     }
 
     /// Serves until `serving.accept` is cancelled.
@@ -80,28 +80,47 @@ impl Gateway {
     /// Probes every backend each interval; results go to metrics and `/readyz` detail but do
     /// not gate readiness: one backend down must not take the other routes out of service.
     async fn probe_backends(self: Arc<Self>, stop: CancellationToken) {
-        loop {
+        let reporter = probe::Reporter {
+            health: &self.health,
+            metrics: &self.metrics,
+            kind: "backend",
+            gating: false,
+        };
+        let round = || {
             let snapshot = self.snapshot();
             let timeouts = snapshot.config.timeouts;
-            for route in snapshot.routes.routes() {
-                let result = probe::backend(route.protocol, &route.backend, timeouts.connect).await;
-                let detail = result.as_ref().err().cloned().unwrap_or_default();
-                let check = format!("backend:{}", route.name);
-                self.health.report(&check, result.is_ok(), false, detail);
-                self.metrics
-                    .far_side_up
-                    .get_or_create(&Metrics::route(&route.name))
-                    .set(i64::from(result.is_ok()));
-            }
-            self.health.retain(|name| {
-                name.strip_prefix("backend:")
-                    .is_none_or(|r| snapshot.routes.routes().any(|x| x.name == r))
+            let probes = snapshot.routes.routes().map(|route| {
+                let (name, route) = (route.name.clone(), route.clone());
+                let probe = async move {
+                    probe::backend(route.protocol, &route.backend, timeouts.connect).await
+                };
+                (name, probe)
             });
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(timeouts.probe_interval) => {}
-            }
-        }
+            (timeouts.probe_interval, probes.collect())
+        };
+        reporter.run(stop, round).await;
+    }
+}
+
+impl crate::reload::Snapshot for Snapshot {
+    fn load(file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
+        Snapshot::build(config::load_gateway(file)?, file, metrics)
+    }
+
+    fn rebuild(&self, file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
+        Snapshot::build(self.config.clone(), file, metrics)
+    }
+
+    fn files(&self) -> &Fingerprints {
+        &self.files
+    }
+
+    fn watched(&self) -> Vec<PathBuf> {
+        self.config.tls.files()
+    }
+
+    fn watch_interval(&self) -> Duration {
+        self.config.timeouts.watch_interval
     }
 }
 

@@ -7,6 +7,7 @@ use crate::config::HostPort;
 use crate::error::{Classified, Side};
 use crate::protocol::postgres::PacketError;
 
+/// Why the gateway did not relay a connection.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     #[error("client closed before sending anything")]
@@ -62,17 +63,12 @@ impl Classified for Refusal {
             Refusal::Backend { .. } => "backend_unreachable",
         }
     }
-}
 
-impl Refusal {
-    /// Whether the same client may succeed by retrying later (the far side or capacity will
-    /// come back), as opposed to being refused for who it is.
-    pub fn transient(&self) -> bool {
+    fn transient(&self) -> bool {
         matches!(self, Refusal::Backend { .. } | Refusal::RouteFull(_))
     }
 
-    /// What the client itself is told, after `snigate: <route>: `.
-    pub fn client_message(&self) -> String {
+    fn client_message(&self) -> String {
         match self {
             Refusal::NotAllowed(_) => "client identity not allowed".to_owned(),
             other => other.to_string(),

@@ -11,10 +11,15 @@ use crate::config::{AllowRule, HostPort, Protocol, RouteConfig};
 
 /// Everything the gateway needs to serve one route.
 pub struct Route {
+    /// The route's name.
     pub name: String,
+    /// The route's protocol.
     pub protocol: Protocol,
+    /// Where its clients are relayed.
     pub backend: HostPort,
+    /// Identities admitted; empty: any verified client.
     pub allow: Vec<AllowRule>,
+    /// Its own TLS config, so sessions never resume across routes.
     pub tls: Arc<ServerConfig>,
     /// `max_connections` of the route, as permits; `None` when unlimited.
     limit: Option<(usize, Arc<Semaphore>)>,
@@ -41,6 +46,7 @@ pub enum Miss {
     Unknown(String),
 }
 
+/// Every route of a config, by SNI name.
 #[derive(Default)]
 pub struct RouteTable {
     by_name: HashMap<String, Arc<Route>>,

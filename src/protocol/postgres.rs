@@ -31,6 +31,7 @@ impl Packet {
     }
 }
 
+/// Why a startup-phase packet could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
     #[error("startup packet length {0} is outside 8..=10000")]

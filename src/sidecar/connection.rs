@@ -11,14 +11,13 @@ use super::failure::Failure;
 use super::{Sidecar, Tunnel};
 use crate::closing;
 use crate::config::Protocol;
-use crate::error::Classified;
 use crate::listener::Accepted;
 use crate::metrics::{Metrics, OpenGuard};
-use crate::protocol;
 use crate::protocol::postgres::{self, PacketError};
 use crate::relay::relay;
 use crate::shutdown::Serving;
 
+/// Serves one local client of tunnel `name`, leaving one log line and its metrics.
 pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, serving: Serving) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, tunnel = %name);
     async move {
@@ -29,9 +28,7 @@ pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, serving
         };
         let _open = OpenGuard::new(&sidecar.metrics, &name);
         if let Err(failure) = serve(&sidecar, &tunnel, conn.stream, started, &serving).await {
-            closing::log_refused(started, &failure);
-            let label = Metrics::reason(&name, failure.reason());
-            sidecar.metrics.refusals.get_or_create(&label).inc();
+            closing::record_refused(&sidecar.metrics, Some(&name), started, &failure);
         }
     }
     .instrument(span)
@@ -92,12 +89,16 @@ async fn postgres_preamble(
 ) -> Result<postgres::Packet, Failure> {
     let deadline = tunnel.timeouts.handshake;
     let negotiate = async {
+        // A client that connects and closes (a port check) is not a malformed preamble.
+        if local.peek(&mut [0u8; 1]).await.map_err(PacketError::from)? == 0 {
+            return Err(Failure::Silent);
+        }
         loop {
             match postgres::read_packet(local).await? {
                 postgres::Packet::SslRequest | postgres::Packet::GssEncRequest => {
                     local.write_all(b"N").await.map_err(PacketError::from)?;
                 }
-                packet => return Ok(packet),
+                packet => return Ok::<_, Failure>(packet),
             }
         }
     };
@@ -112,14 +113,15 @@ async fn refuse(
     greeting: &[u8],
     failure: Failure,
 ) -> Failure {
-    let message = format!("snigate: {}: {}", tunnel.name, failure);
-    let reply = protocol::refuse(
+    let deadline = tunnel.timeouts.handshake;
+    closing::tell_client(
         tunnel.protocol,
+        &tunnel.name,
         &mut local,
         greeting,
-        &message,
-        failure.transient(),
-    );
-    let _ = tokio::time::timeout(tunnel.timeouts.handshake, reply).await;
+        &failure,
+        deadline,
+    )
+    .await;
     failure
 }

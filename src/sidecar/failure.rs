@@ -7,8 +7,11 @@ use crate::config::HostPort;
 use crate::error::{Classified, Side};
 use crate::protocol::postgres::PacketError;
 
+/// Why the sidecar did not relay a local client's connection.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    #[error("client closed before sending anything")]
+    Silent,
     #[error("malformed PostgreSQL preamble from the local client: {0}")]
     Preamble(#[from] PacketError),
     #[error("the local client sent no startup packet within {0:?}")]
@@ -21,34 +24,33 @@ pub enum Failure {
     Forward(io::Error),
 }
 
-impl Failure {
-    /// Whether retrying may succeed: the gateway down or restarting (refused connections,
-    /// EOF or reset mid-handshake, timeouts) is; a certificate or name that does not verify,
-    /// or a gateway alert refusing us (rustls reports both as InvalidData), is not.
-    pub fn transient(&self) -> bool {
-        match self {
-            Failure::Handshake { source, .. } => source.kind() != io::ErrorKind::InvalidData,
-            Failure::Unreachable { .. } => true,
-            _ => false,
-        }
-    }
-}
-
 impl Classified for Failure {
     fn side(&self) -> Side {
         match self {
-            Failure::Preamble(_) | Failure::PreambleTimeout(_) => Side::Client,
+            Failure::Silent | Failure::Preamble(_) | Failure::PreambleTimeout(_) => Side::Client,
             _ => Side::Backend,
         }
     }
 
     fn reason(&self) -> &'static str {
         match self {
+            Failure::Silent => "silent",
             Failure::Preamble(_) => "bad_preamble",
             Failure::PreambleTimeout(_) => "preamble_timeout",
             Failure::Unreachable { .. } => "gateway_unreachable",
             Failure::Handshake { .. } => "gateway_handshake_failed",
             Failure::Forward(_) => "gateway_write_failed",
+        }
+    }
+
+    /// The gateway down or restarting (refused connections, EOF or reset mid-handshake,
+    /// timeouts) passes; a certificate or name that does not verify, or a gateway alert
+    /// refusing us (rustls reports both as InvalidData), does not.
+    fn transient(&self) -> bool {
+        match self {
+            Failure::Handshake { source, .. } => source.kind() != io::ErrorKind::InvalidData,
+            Failure::Unreachable { .. } => true,
+            _ => false,
         }
     }
 }

@@ -12,6 +12,20 @@ use super::{connection, Sidecar, Snapshot};
 use crate::listener;
 use crate::shutdown::Serving;
 
+/// Why a tunnel's listening socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("tunnel {tunnel}: cannot bind {addr}: {source}")]
+    Bind {
+        tunnel: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the sidecar is not serving yet")]
+    NotServing,
+}
+
+/// The bound socket of each tunnel, and how to stop its accept loop.
 #[derive(Default)]
 pub struct Listeners {
     serving: OnceLock<Serving>,
@@ -19,6 +33,7 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// The process-wide controls accept loops hang off; set once, at start.
     pub fn set_serving(&self, serving: Serving) {
         let _ = self.serving.set(serving);
     }
@@ -27,9 +42,12 @@ impl Listeners {
 impl Sidecar {
     /// Makes the bound sockets match `snapshot`: binds everything new first, and changes
     /// nothing if any bind fails, so a bad reload leaves the running tunnels as they were.
-    pub(super) async fn bind_tunnels(self: &Arc<Self>, snapshot: &Snapshot) -> Result<(), String> {
+    pub(super) async fn bind_tunnels(
+        self: &Arc<Self>,
+        snapshot: &Snapshot,
+    ) -> Result<(), ListenError> {
         let Some(serving) = self.listeners.serving.get() else {
-            return Err("the sidecar is not serving yet".into());
+            return Err(ListenError::NotServing);
         };
         let wanted: HashMap<&String, SocketAddr> = snapshot
             .config
@@ -41,15 +59,23 @@ impl Sidecar {
         let mut fresh = Vec::new();
         for (name, addr) in &wanted {
             if current.get(*name) != Some(addr) {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("tunnel {name}: cannot bind {addr}: {e}"))?;
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ListenError::Bind {
+                            tunnel: (*name).clone(),
+                            addr: *addr,
+                            source,
+                        })?;
                 fresh.push(((*name).clone(), *addr, listener));
             }
         }
-        let Ok(mut bound) = self.listeners.bound.lock() else {
-            return Err("listener table poisoned".into());
-        };
+        // A poisoned lock means a panic elsewhere while holding it; the table is still whole.
+        let mut bound = self
+            .listeners
+            .bound
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         bound.retain(|name, (addr, stop)| {
             let keep = wanted.get(name) == Some(addr);
             if !keep {

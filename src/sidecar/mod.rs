@@ -9,34 +9,38 @@ mod tunnel;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
 use crate::config::{self, ConfigError, Invalid, SidecarConfig};
 use crate::metrics::Metrics;
-use crate::reload::{FileWatch, Fingerprints};
+use crate::probe;
+use crate::reload::{Fingerprints, Live};
 use crate::shutdown::Serving;
 use crate::tls::client::ClientTls;
 
 pub use failure::Failure;
+pub use listeners::ListenError;
 use tunnel::Tunnel;
 
 /// What one config (and the certificate files it names) turned into; replaced whole on reload.
 pub struct Snapshot {
+    /// The validated config.
     pub config: SidecarConfig,
     tunnels: HashMap<String, Arc<Tunnel>>,
     files: Fingerprints,
 }
 
+/// A running sidecar: its live config, listening sockets, metrics and health.
 pub struct Sidecar {
-    file: PathBuf,
-    current: ArcSwap<Snapshot>,
-    watch: FileWatch,
+    live: Live<Snapshot>,
     listeners: listeners::Listeners,
+    /// Metrics of every tunnel.
     pub metrics: Arc<Metrics>,
+    /// What the admin endpoint reports.
     pub health: Arc<Health>,
 }
 
@@ -44,8 +48,9 @@ impl Sidecar {
     /// Loads the config, the CA and the client certificate; all `--check` needs.
     pub fn load(file: &Path) -> Result<Sidecar, ConfigError> {
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(config::load_sidecar(file)?, file, &metrics)?;
+        let live: Live<Snapshot> = Live::load(file, metrics.clone())?;
         let health = Arc::new(Health::default());
+        let snapshot = live.get();
         // Without probes there is nothing to wait for: ready once listening.
         if !snapshot.config.timeouts.probe_interval.is_zero() {
             for name in snapshot.tunnels.keys() {
@@ -54,21 +59,20 @@ impl Sidecar {
             }
         }
         Ok(Sidecar {
-            file: file.to_owned(),
-            current: ArcSwap::from_pointee(snapshot),
-            watch: FileWatch::default(),
+            live,
             listeners: listeners::Listeners::default(),
             metrics,
             health,
         })
     }
 
+    /// The config new connections use.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.load_full()
+        self.live.get()
     }
 
     /// Binds every tunnel (all or none) and starts serving and probing them.
-    pub async fn start(self: &Arc<Self>, serving: Serving) -> Result<(), String> {
+    pub async fn start(self: &Arc<Self>, serving: Serving) -> Result<(), ListenError> {
         self.listeners.set_serving(serving.clone());
         self.bind_tunnels(&self.snapshot()).await?;
         self.health.set_started();
@@ -81,36 +85,48 @@ impl Sidecar {
     /// A full TLS handshake to the gateway for every tunnel, each interval: the sidecar is
     /// ready only while every tunnel could carry a connection.
     async fn probe_tunnels(self: Arc<Self>, stop: CancellationToken) {
-        loop {
+        let reporter = probe::Reporter {
+            health: &self.health,
+            metrics: &self.metrics,
+            kind: "tunnel",
+            gating: true,
+        };
+        let round = || {
             let snapshot = self.snapshot();
-            for tunnel in snapshot.tunnels.values() {
-                let result = tunnel.connect().await;
-                let detail = result
-                    .as_ref()
-                    .err()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                let ok = result.is_ok();
-                if let Ok(mut tls) = result {
+            let probes = snapshot.tunnels.values().map(|tunnel| {
+                let (name, tunnel) = (tunnel.name.clone(), tunnel.clone());
+                let probe = async move {
+                    let mut tls = tunnel.connect().await?;
                     let _ = tls.shutdown().await;
-                }
-                self.health
-                    .report(&format!("tunnel:{}", tunnel.name), ok, true, detail);
-                let label = Metrics::route(&tunnel.name);
-                self.metrics
-                    .far_side_up
-                    .get_or_create(&label)
-                    .set(i64::from(ok));
-            }
-            self.health.retain(|name| {
-                name.strip_prefix("tunnel:")
-                    .is_none_or(|t| snapshot.tunnels.contains_key(t))
+                    Ok::<_, Failure>(())
+                };
+                (name, probe)
             });
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(snapshot.config.timeouts.probe_interval) => {}
-            }
-        }
+            (snapshot.config.timeouts.probe_interval, probes.collect())
+        };
+        reporter.run(stop, round).await;
+    }
+}
+
+impl crate::reload::Snapshot for Snapshot {
+    fn load(file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
+        Snapshot::build(config::load_sidecar(file)?, file, metrics)
+    }
+
+    fn rebuild(&self, file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
+        Snapshot::build(self.config.clone(), file, metrics)
+    }
+
+    fn files(&self) -> &Fingerprints {
+        &self.files
+    }
+
+    fn watched(&self) -> Vec<PathBuf> {
+        self.config.tls.files()
+    }
+
+    fn watch_interval(&self) -> Duration {
+        self.config.timeouts.watch_interval
     }
 }
 

@@ -12,12 +12,16 @@ use crate::dial::{dial, timed_out};
 use crate::tls::client::ClientTls;
 use crate::tls::ClientStream;
 
+/// A tunnel of the running config with its TLS connector.
 pub struct Tunnel {
+    /// The tunnel's name.
     pub name: String,
+    /// The tunnel's protocol.
     pub protocol: Protocol,
     connect: HostPort,
     server_name: ServerName<'static>,
     tls: TlsConnector,
+    /// The sidecar's deadlines.
     pub timeouts: Timeouts,
 }
 

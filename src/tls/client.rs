@@ -8,11 +8,13 @@ use rustls::ClientConfig;
 use super::{pem, provider, server::ALPN_POSTGRESQL};
 use crate::config::{Invalid, Protocol, SidecarTls, TunnelConfig};
 
+/// The sidecar's TLS client settings, from which each tunnel's config is made.
 pub struct ClientTls {
     base: ClientConfig,
 }
 
 impl ClientTls {
+    /// Loads the CA and the optional client certificate and key.
     pub fn load(tls: &SidecarTls) -> Result<ClientTls, Invalid> {
         let roots = pem::roots("tls.ca", &tls.ca)?;
         let builder = ClientConfig::builder_with_provider(provider())

@@ -9,6 +9,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::config::Invalid;
 
+/// Reads every CRL in a PEM file; `key` names it in errors.
 pub fn load(key: &str, path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, Invalid> {
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())

@@ -10,8 +10,11 @@ use crate::config::AllowRule;
 /// What a client certificate says about who holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
+    /// DNS subjectAltNames, lower case.
     pub dns: Vec<String>,
+    /// URI subjectAltNames (SPIFFE IDs).
     pub uris: Vec<String>,
+    /// The subject's first common name.
     pub cn: Option<String>,
 }
 
@@ -40,6 +43,7 @@ impl Identity {
         Some(id)
     }
 
+    /// Whether any rule names this identity.
     pub fn is_allowed(&self, rules: &[AllowRule]) -> bool {
         rules.iter().any(|rule| match rule {
             AllowRule::Dns(d) => self.dns.iter().any(|x| x == d),

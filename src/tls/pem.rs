@@ -9,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::Invalid;
 
+/// Every certificate in a PEM file, at least one; `key` names it in errors.
 pub fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Invalid> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
@@ -23,6 +24,7 @@ pub fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
+/// The private key in a PEM file; `key` names it in errors.
 pub fn private_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, Invalid> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| unreadable(key, path, e))
 }

@@ -21,6 +21,7 @@ use crate::config::{GatewayTls, Invalid, Protocol, RouteConfig, TlsVersion};
 /// ALPN protocol id libpq ≥ 17 offers, and requires for `sslnegotiation=direct`.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
+/// The gateway's TLS server settings, from which each route's config is made.
 pub struct ServerTls {
     provider: Arc<CryptoProvider>,
     min_version: TlsVersion,
