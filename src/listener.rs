@@ -13,6 +13,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Why a tunnel's listening socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("tunnel {tunnel}: cannot bind {addr}: {source}")]
+    Bind {
+        tunnel: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the sidecar is not serving yet")]
+    NotServing,
+}
+
 /// An accepted connection with the id its logs carry.
 pub struct Accepted {
     /// Unique in the process, for logs.

@@ -81,7 +81,7 @@ pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Listen(#[from] crate::sidecar::ListenError),
+    Listen(#[from] crate::listener::ListenError),
 }
 
 /// A role whose configuration can be replaced while it runs.

@@ -9,21 +9,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{connection, Sidecar, Snapshot};
-use crate::listener;
+use crate::listener::{self, ListenError};
 use crate::shutdown::Serving;
-
-/// Why a tunnel's listening socket could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum ListenError {
-    #[error("tunnel {tunnel}: cannot bind {addr}: {source}")]
-    Bind {
-        tunnel: String,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("the sidecar is not serving yet")]
-    NotServing,
-}
 
 /// The bound socket of each tunnel, and how to stop its accept loop.
 #[derive(Default)]

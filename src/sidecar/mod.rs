@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
 use crate::config::{self, ConfigError, Invalid, SidecarConfig};
+use crate::listener::ListenError;
 use crate::metrics::Metrics;
 use crate::probe;
 use crate::reload::{Fingerprints, Live};
@@ -23,7 +24,6 @@ use crate::shutdown::Serving;
 use crate::tls::client::ClientTls;
 
 pub use failure::Failure;
-pub use listeners::ListenError;
 use tunnel::Tunnel;
 
 /// What one config (and the certificate files it names) turned into; replaced whole on reload.
