@@ -21,7 +21,8 @@
 //! - `metrics` — Prometheus metrics per route or tunnel.
 //! - `admin` — `/livez` `/startup` `/readyz` `/metrics` `/quitquitquit`, and health state.
 //! - `probe` — background health probes of backends in their own protocol.
-//! - `reload` — SIGHUP and certificate-file watching.
+//! - `reload` — SIGHUP and certificate-file watching; each role's live config.
+//! - `retry` — retrying a far side that is restarting while a new client waits.
 //! - `error` — the side (client, backend, local) every error is classified by.
 //! - `shutdown` — signals, stop delay and drain.
 //! - `certs` — the development PKI behind `snigate certs`.
@@ -40,6 +41,7 @@ pub mod probe;
 pub mod protocol;
 pub mod relay;
 pub mod reload;
+pub mod retry;
 pub mod shutdown;
 pub mod sidecar;
 pub mod tls;

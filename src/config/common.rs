@@ -36,6 +36,11 @@ pub struct Timeouts {
     /// The TCP connect to the backend (gateway) or to the gateway (sidecar).
     #[serde(default = "Timeouts::default_connect", with = "humantime_serde")]
     pub connect: Duration,
+    /// How long a new client waits while the far side refuses or drops connections (a
+    /// gateway or backend restarting): attempts are retried with backoff for this long before
+    /// the client gets its native error. `0s`: one attempt.
+    #[serde(default = "Timeouts::default_retry", with = "humantime_serde")]
+    pub retry: Duration,
     /// After a stop request, how long open connections may finish before they are closed.
     #[serde(default = "Timeouts::default_drain", with = "humantime_serde")]
     pub drain: Duration,
@@ -61,6 +66,9 @@ impl Timeouts {
     fn default_connect() -> Duration {
         Duration::from_secs(5)
     }
+    fn default_retry() -> Duration {
+        Duration::from_secs(10)
+    }
     fn default_drain() -> Duration {
         Duration::from_secs(30)
     }
@@ -77,6 +85,7 @@ impl Default for Timeouts {
         Timeouts {
             handshake: Self::default_handshake(),
             connect: Self::default_connect(),
+            retry: Self::default_retry(),
             drain: Self::default_drain(),
             shutdown_delay: Duration::ZERO,
             probe_interval: Self::default_probe_interval(),
