@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 /// Label of per-route (gateway) or per-tunnel (sidecar) series.
@@ -46,6 +47,35 @@ pub struct FileLabel {
     pub file: String,
 }
 
+/// Label of one certificate among those the process presents or trusts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// The path as configured.
+    pub file: String,
+    /// Its position in the PEM file: 0 is the first (the leaf of a chain).
+    pub index: String,
+    /// `served` (gateway chain), `client` (sidecar chain) or `trusted` (a CA).
+    pub role: &'static str,
+    /// The certificate's subject, e.g. `CN=snigate development CA`.
+    pub subject: String,
+}
+
+/// Label of the build and role series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabel {
+    /// `gateway` or `sidecar`.
+    pub role: &'static str,
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// Label of the per-kind reload gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabel {
+    /// `config` or `certificates`.
+    pub what: &'static str,
+}
+
 /// Label of the reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
@@ -73,10 +103,16 @@ pub struct Metrics {
     pub connect_seconds: Histograms,
     /// Lifetime of relayed connections.
     pub duration_seconds: Histograms,
-    /// notAfter of the first certificate in each loaded file.
-    pub cert_expiry: Family<FileLabel, Gauge<f64, AtomicU64>>,
+    /// notAfter of every certificate in each loaded file.
+    pub cert_expiry: Family<CertLabel, Gauge<f64, AtomicU64>>,
+    /// The earliest nextUpdate of the CRLs in each CRL file.
+    pub crl_next_update: Family<FileLabel, Gauge<f64, AtomicU64>>,
     /// Reloads by what and result.
     pub reloads: Family<ReloadLabel, Counter>,
+    /// 1 when the latest reload of each kind succeeded (or none failed since start).
+    pub reload_ok: Family<WhatLabel, Gauge>,
+    /// `max_connections` of each route that has one.
+    pub route_limit: Family<RouteLabel, Gauge>,
     /// 1 when the last health probe of the backend (gateway) or gateway (sidecar) passed.
     pub far_side_up: Family<RouteLabel, Gauge>,
     registry: Registry,
@@ -91,8 +127,9 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// A registry with every metric, and the series alerts compare against at zero.
-    pub fn new() -> Arc<Metrics> {
+    /// A registry with every metric of `role` (`gateway` or `sidecar`), and the series alerts
+    /// compare against at zero.
+    pub fn new(role: &'static str) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("snigate");
         let m = Metrics {
             open: Family::default(),
@@ -103,7 +140,10 @@ impl Metrics {
             connect_seconds: Family::new_with_constructor(connect_histogram),
             duration_seconds: Family::new_with_constructor(duration_histogram),
             cert_expiry: Family::default(),
+            crl_next_update: Family::default(),
             reloads: Family::default(),
+            reload_ok: Family::default(),
+            route_limit: Family::default(),
             far_side_up: Family::default(),
             registry: Registry::default(),
         };
@@ -145,20 +185,42 @@ impl Metrics {
             m.cert_expiry.clone(),
         );
         r.register(
+            "crl_next_update_timestamp_seconds",
+            "Earliest nextUpdate of the CRLs in each CRL file",
+            m.crl_next_update.clone(),
+        );
+        r.register(
             "reloads",
             "Config and certificate reloads",
             m.reloads.clone(),
+        );
+        r.register(
+            "last_reload_successful",
+            "Whether the latest reload of each kind succeeded",
+            m.reload_ok.clone(),
+        );
+        r.register(
+            "route_max_connections",
+            "max_connections of each route that has one",
+            m.route_limit.clone(),
         );
         r.register(
             "far_side_up",
             "Last health probe of the backend or gateway passed",
             m.far_side_up.clone(),
         );
+        let version = env!("CARGO_PKG_VERSION");
+        r.register(
+            "build",
+            "The role and version of this process; alert rules join on its role",
+            Info::new(InfoLabel { role, version }),
+        );
         // Series that alert rules compare against exist from the start, at zero.
         for what in ["config", "certificates"] {
             for result in ["success", "failure"] {
                 let _ = m.reloads.get_or_create(&ReloadLabel { what, result });
             }
+            m.reload_ok.get_or_create(&WhatLabel { what }).set(1);
         }
         Arc::new(Metrics { registry, ..m })
     }
@@ -198,12 +260,25 @@ impl Metrics {
             .observe(lasted.as_secs_f64());
     }
 
-    /// Counts one reload attempt.
+    /// Counts one reload attempt and remembers whether it worked.
     pub fn record_reload(&self, what: &'static str, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.reloads
             .get_or_create(&ReloadLabel { what, result })
             .inc();
+        self.reload_ok
+            .get_or_create(&WhatLabel { what })
+            .set(i64::from(ok));
+    }
+
+    /// Publishes the `max_connections` of each limited route; routes gone from the config
+    /// lose their series.
+    pub fn set_route_limits<'a>(&self, limits: impl Iterator<Item = (&'a str, usize)>) {
+        self.route_limit.clear();
+        for (route, max) in limits {
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            self.route_limit.get_or_create(&Self::route(route)).set(max);
+        }
     }
 
     /// The Prometheus text exposition (OpenMetrics) of every metric.

@@ -53,7 +53,7 @@ async fn no_client_certificate_is_refused() {
     let before = g.refused();
     let got = refused_alert(&g, None, REDIS_SNI).await;
     assert_eq!(got, AlertDescription::CertificateRequired);
-    let line = g.assert_refused(before, "handshake_failed").await;
+    let line = g.assert_refused(before, "certificate_required").await;
     assert!(line.contains("certificate"), "{line}");
 }
 
@@ -72,7 +72,7 @@ async fn client_certificate_from_another_ca_is_refused() {
         ),
         "{got:?}"
     );
-    g.assert_refused(before, "handshake_failed").await;
+    g.assert_refused(before, "certificate_bad_signature").await;
 }
 
 #[tokio::test]
@@ -85,7 +85,7 @@ async fn expired_client_certificate_is_refused() {
     let before = g.refused();
     let got = refused_alert(&g, Some(&expired), REDIS_SNI).await;
     assert_eq!(got, AlertDescription::CertificateExpired);
-    g.assert_refused(before, "handshake_failed").await;
+    g.assert_refused(before, "certificate_expired").await;
 }
 
 /// A certificate on the CRL is refused; the others, including one issued after the CRL,
@@ -103,7 +103,7 @@ async fn revoked_client_certificate_is_refused() {
     let before = g.refused();
     let got = refused_alert(&g, Some(&revoked), REDIS_SNI).await;
     assert_eq!(got, AlertDescription::CertificateRevoked);
-    g.assert_refused(before, "handshake_failed").await;
+    g.assert_refused(before, "certificate_revoked").await;
     // Not on the list: served (the CRL says "good", not "unknown").
     let fine = client(&g, Leaf::client().dns(CLIENT_NAME).serial(0x5eed_0002));
     assert_eq!(redis_reply(&g, &fine, REDIS_SNI).await, "+PONG\r\n");
@@ -128,7 +128,7 @@ async fn crl_expiring_while_running_fails_closed() {
     let before = g.refused();
     let got = refused_alert(&g, Some(&g.pki), REDIS_SNI).await;
     println!("client after the CRL expired: {got:?}");
-    let line = expect_refusal(&g.gw.proc, before, "handshake_failed");
+    let line = expect_refusal(&g.gw.proc, before, "certificate_crl_expired");
     assert!(line.to_lowercase().contains("revocation"), "{line}");
     assert_eq!(g.redis.total_connections(), conns);
 }
@@ -139,16 +139,20 @@ async fn crl_expiring_while_running_fails_closed() {
 #[tokio::test]
 async fn crl_from_another_ca_refuses_every_client() {
     let impostor = crl(&Pki::new(), &[], time::Duration::days(7));
-    for (pem, detail) in [
-        (impostor, "BadSignature"),
-        (foreign_crl(), "UnknownRevocationStatus"),
+    for (pem, detail, reason) in [
+        (impostor, "BadSignature", "certificate_crl_bad_signature"),
+        (
+            foreign_crl(),
+            "UnknownRevocationStatus",
+            "certificate_revocation_unknown",
+        ),
     ] {
         let pki = Pki::new();
         let crl_file = write(pki.path(), "clients.crl", &pem);
         let g = Guarded::with_pki(pki, false, |c| c.crl = Some(crl_file));
         let before = g.refused();
         let got = refused_alert(&g, Some(&g.pki), REDIS_SNI).await;
-        let line = expect_refusal(&g.gw.proc, before, "handshake_failed");
+        let line = expect_refusal(&g.gw.proc, before, reason);
         assert!(line.contains(detail), "{line}");
         println!("CRL {detail}: client saw {got:?}");
         g.assert_no_backend_connection();

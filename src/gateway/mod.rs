@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::probe;
 use crate::reload::{Fingerprints, Live};
 use crate::shutdown::Serving;
+use crate::tls::expiry::{self, Role};
 use crate::tls::server::ServerTls;
 use routing::RouteTable;
 
@@ -47,7 +48,7 @@ pub struct Gateway {
 impl Gateway {
     /// Loads the config and every certificate and key it names; this is all `--check` needs.
     pub fn load(file: &Path) -> Result<Gateway, ConfigError> {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new("gateway");
         Ok(Gateway {
             live: Live::load(file, metrics.clone())?,
             metrics,
@@ -134,9 +135,18 @@ impl Snapshot {
         let tls = ServerTls::load(&config.tls)
             .and_then(|tls| tls.check_names(&config.routes).map(|()| tls))
             .map_err(|e| ConfigError::invalid(file, e))?;
-        let mut certs = vec![config.tls.cert.as_path()];
-        certs.extend(config.tls.client_ca.as_deref());
-        crate::tls::record_expiry(&certs, metrics);
+        let mut certs = vec![(config.tls.cert.as_path(), Role::Served)];
+        certs.extend(
+            config
+                .tls
+                .client_ca
+                .as_deref()
+                .map(|ca| (ca, Role::Trusted)),
+        );
+        expiry::record(metrics, &certs, config.tls.crl.as_deref());
+        let limits = config.routes.iter();
+        metrics
+            .set_route_limits(limits.filter_map(|r| Some((r.name.as_str(), r.max_connections?))));
         Ok(Snapshot {
             routes: RouteTable::new(&config.routes, |protocol| tls.route_config(protocol)),
             config,

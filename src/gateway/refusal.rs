@@ -57,7 +57,9 @@ impl Classified for Refusal {
             Refusal::UnknownSni(_) => "unknown_sni",
             Refusal::NotPostgres(_) => "sslrequest_not_postgres",
             Refusal::HandshakeTimeout(_) => "handshake_timeout",
-            Refusal::Handshake(_) => "handshake_failed",
+            Refusal::Handshake(e) => {
+                crate::tls::reason::certificate_reason(e).unwrap_or("handshake_failed")
+            }
             Refusal::NotAllowed(_) => "identity_not_allowed",
             Refusal::RouteFull(_) => "route_full",
             Refusal::Backend { .. } => "backend_unreachable",

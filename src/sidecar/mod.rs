@@ -22,6 +22,7 @@ use crate::probe;
 use crate::reload::{Fingerprints, Live};
 use crate::shutdown::Serving;
 use crate::tls::client::ClientTls;
+use crate::tls::expiry::{self, Role};
 
 pub use failure::Failure;
 use tunnel::Tunnel;
@@ -47,7 +48,7 @@ pub struct Sidecar {
 impl Sidecar {
     /// Loads the config, the CA and the client certificate; all `--check` needs.
     pub fn load(file: &Path) -> Result<Sidecar, ConfigError> {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new("sidecar");
         let live: Live<Snapshot> = Live::load(file, metrics.clone())?;
         let health = Arc::new(Health::default());
         let snapshot = live.get();
@@ -138,9 +139,9 @@ impl Snapshot {
     ) -> Result<Snapshot, ConfigError> {
         let files = Fingerprints::of(&config.tls.files());
         let tls = ClientTls::load(&config.tls).map_err(|e| ConfigError::invalid(file, e))?;
-        let mut certs = vec![config.tls.ca.as_path()];
-        certs.extend(config.tls.cert.as_deref());
-        crate::tls::record_expiry(&certs, metrics);
+        let mut certs = vec![(config.tls.ca.as_path(), Role::Trusted)];
+        certs.extend(config.tls.cert.as_deref().map(|c| (c, Role::Client)));
+        expiry::record(metrics, &certs, None);
         let mut tunnels = HashMap::new();
         for (i, t) in config.tunnels.iter().enumerate() {
             let tunnel = Tunnel::new(t, &tls, config.timeouts).ok_or_else(|| {

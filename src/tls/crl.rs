@@ -40,6 +40,12 @@ fn time_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A CRL's nextUpdate as seconds since the Unix epoch, for the metric the CRL alert reads.
+pub fn next_update(crl: &[u8]) -> Option<i64> {
+    let (_, parsed) = CertificateRevocationList::from_der(crl).ok()?;
+    parsed.next_update().map(|t| t.timestamp())
+}
+
 /// An expired CRL might miss recent revocations; trusting it would fail open.
 fn check_current(key: &str, path: &Path, crl: &[u8], now: i64) -> Result<(), Invalid> {
     let parsed = CertificateRevocationList::from_der(crl).map_err(|e| {

@@ -2,8 +2,10 @@
 
 pub mod client;
 pub mod crl;
+pub mod expiry;
 pub mod identity;
 pub mod pem;
+pub mod reason;
 pub mod server;
 
 use std::sync::Arc;
@@ -54,28 +56,4 @@ fn is_aes_128_gcm(suite: rustls::CipherSuite) -> bool {
             | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
             | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
     )
-}
-
-/// A certificate's notAfter as seconds since the Unix epoch, for the expiry metric.
-pub fn not_after(der: &[u8]) -> Option<i64> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
-/// Sets the expiry metric of the first certificate in each PEM file.
-pub fn record_expiry(files: &[&std::path::Path], metrics: &crate::metrics::Metrics) {
-    use rustls_pki_types::pem::PemObject;
-    for file in files {
-        let first = rustls_pki_types::CertificateDer::pem_file_iter(file)
-            .ok()
-            .and_then(|mut certs| certs.next())
-            .and_then(Result::ok);
-        if let Some(expiry) = first.and_then(|der| not_after(&der)) {
-            let label = crate::metrics::FileLabel {
-                file: file.display().to_string(),
-            };
-            metrics.cert_expiry.get_or_create(&label).set(expiry as f64);
-        }
-    }
 }
