@@ -25,6 +25,7 @@
 //! - `retry` — retrying a far side that is restarting while a new client waits.
 //! - `error` — the side (client, backend, local) every error is classified by.
 //! - `shutdown` — signals, stop delay and drain.
+//! - `notify` — systemd's readiness protocol (`READY=1`, `STOPPING=1`).
 //! - `certs` — the development PKI behind `snigate certs`.
 
 pub mod admin;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod gateway;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 pub mod protocol;
 pub mod relay;

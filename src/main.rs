@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use snigate::admin::{self, Admin};
 use snigate::config::ConfigError;
 use snigate::gateway::Gateway;
+use snigate::notify;
 use snigate::reload;
 use snigate::shutdown::{self, Serving};
 use snigate::sidecar::Sidecar;
@@ -123,7 +124,13 @@ fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
         let listener = bind(file, "listen", config.listen).await?;
         let admin = bind_admin(file, config.admin).await?;
         let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
-        start_common(admin, &gateway.metrics, &gateway.health, &requested)?;
+        start_common(
+            admin,
+            &gateway.metrics,
+            &gateway.health,
+            &requested,
+            &serving,
+        )?;
         reload::spawn(gateway.clone(), serving.accept.clone())?;
         serving
             .listeners
@@ -147,21 +154,35 @@ fn run_sidecar(file: &Path, check: bool) -> anyhow::Result<()> {
             .start(serving.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        start_common(admin, &sidecar.metrics, &sidecar.health, &requested)?;
+        start_common(
+            admin,
+            &sidecar.metrics,
+            &sidecar.health,
+            &requested,
+            &serving,
+        )?;
         reload::spawn(Arc::new(sidecar.clone()), serving.accept.clone())?;
         shutdown::stop_when(requested, &sidecar.health, config.timeouts, serving).await;
         Ok(())
     })
 }
 
-/// What both roles run beside their listeners: stop signals and the admin endpoint.
+/// What both roles run beside their listeners: stop signals, the admin endpoint, and
+/// readiness reports to systemd.
 fn start_common(
     admin: Option<TcpListener>,
     metrics: &Arc<snigate::metrics::Metrics>,
     health: &Arc<admin::Health>,
     requested: &CancellationToken,
+    serving: &Serving,
 ) -> anyhow::Result<()> {
     shutdown::cancel_on_signal(requested.clone())?;
+    let notifier = notify::Notifier::from_env();
+    tokio::spawn(notify::follow(
+        notifier,
+        health.clone(),
+        serving.accept.clone(),
+    ));
     if let Some(listener) = admin {
         let admin = Arc::new(Admin {
             metrics: metrics.clone(),
