@@ -27,12 +27,14 @@
 //! - `shutdown` — signals, stop delay and drain.
 //! - `notify` — systemd's readiness protocol (`READY=1`, `STOPPING=1`).
 //! - `certs` — the development PKI behind `snigate certs`.
+//! - `connect` — `snigate connect`: the sidecar with one tunnel, from flags.
 
 pub mod admin;
 pub mod buffer;
 pub mod certs;
 pub mod closing;
 pub mod config;
+pub mod connect;
 pub mod dial;
 pub mod error;
 pub mod gateway;

@@ -61,12 +61,18 @@ impl<S: Snapshot> Live<S> {
     /// Loads `file`; an error here is a config error, before anything is bound.
     pub fn load(file: &Path, metrics: Arc<Metrics>) -> Result<Live<S>, ConfigError> {
         let snapshot = S::load(file, &metrics)?;
-        Ok(Live {
+        Ok(Live::new(file, snapshot, metrics))
+    }
+
+    /// Starts from a snapshot built by other means (`snigate connect` builds its config from
+    /// flags); `file` is what a SIGHUP would re-read.
+    pub fn new(file: &Path, snapshot: S, metrics: Arc<Metrics>) -> Live<S> {
+        Live {
             file: file.to_owned(),
             current: ArcSwap::from_pointee(snapshot),
             watch: FileWatch::default(),
             metrics,
-        })
+        }
     }
 
     /// The snapshot new connections use.

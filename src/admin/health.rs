@@ -45,6 +45,12 @@ impl Health {
         }
     }
 
+    /// The latest result of the check `name`: whether it passed, and its detail.
+    pub fn check(&self, name: &str) -> Option<(bool, String)> {
+        let checks = self.checks.lock().ok()?;
+        checks.get(name).map(|c| (c.ok, c.detail.clone()))
+    }
+
     /// Drops checks whose names are no longer configured (after a reload).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         if let Ok(mut checks) = self.checks.lock() {

@@ -27,6 +27,9 @@ use crate::tls::expiry::{self, Role};
 pub use failure::Failure;
 use tunnel::Tunnel;
 
+/// The detail of a tunnel's readiness check before its first probe has finished.
+pub const NOT_PROBED: &str = "not probed yet";
+
 /// What one config (and the certificate files it names) turned into; replaced whole on reload.
 pub struct Snapshot {
     /// The validated config.
@@ -48,15 +51,21 @@ pub struct Sidecar {
 impl Sidecar {
     /// Loads the config, the CA and the client certificate; all `--check` needs.
     pub fn load(file: &Path) -> Result<Sidecar, ConfigError> {
+        Sidecar::from_config(config::load_sidecar(file)?, file)
+    }
+
+    /// A sidecar running `config`, which came from `origin` (the name errors give).
+    pub fn from_config(config: SidecarConfig, origin: &Path) -> Result<Sidecar, ConfigError> {
         let metrics = Metrics::new("sidecar");
-        let live: Live<Snapshot> = Live::load(file, metrics.clone())?;
+        let snapshot = Snapshot::build(config, origin, &metrics)?;
+        let live = Live::new(origin, snapshot, metrics.clone());
         let health = Arc::new(Health::default());
         let snapshot = live.get();
         // Without probes there is nothing to wait for: ready once listening.
         if !snapshot.config.timeouts.probe_interval.is_zero() {
             for name in snapshot.tunnels.keys() {
                 let check = format!("tunnel:{name}");
-                health.report(&check, false, true, "not probed yet".into());
+                health.report(&check, false, true, NOT_PROBED.into());
             }
         }
         Ok(Sidecar {

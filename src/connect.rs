@@ -1,0 +1,258 @@
+//! `snigate connect`: one tunnel in the foreground for ad-hoc work (a `psql` import from a
+//! laptop), from flags instead of a config file. It is the sidecar with one tunnel: the flags
+//! become a sidecar config, validated and run by the same code, so the TLS rules, the errors
+//! clients see and the defaults are the sidecar's (without an admin endpoint).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+
+use crate::admin::Health;
+use crate::config::{self, ConfigError, HostPort, Invalid, Protocol, SidecarConfig};
+
+/// What errors name instead of a config file.
+pub const ORIGIN: &str = "snigate connect";
+
+/// How often the first probe's result is looked for.
+const PROBE_POLL: Duration = Duration::from_millis(50);
+
+/// The flags of `snigate connect`.
+#[derive(Debug, Clone)]
+pub struct Connect {
+    /// The gateway: a Route host and port 443 in production.
+    pub target: HostPort,
+    /// The local plaintext address clients use.
+    pub listen: SocketAddr,
+    /// The CA that signed the gateway's certificate.
+    pub ca: PathBuf,
+    /// Optional client certificate and key.
+    pub cert: Option<PathBuf>,
+    /// The key of `cert`.
+    pub key: Option<PathBuf>,
+    /// `None`: told by the listen port (5432 postgres, 6379 redis).
+    pub protocol: Option<Protocol>,
+    /// SNI; defaults to the host of `target`.
+    pub server_name: Option<String>,
+}
+
+impl Connect {
+    /// The protocol given, or the one the listen port implies.
+    pub fn protocol(&self) -> Result<Protocol, ConfigError> {
+        match (self.protocol, self.listen.port()) {
+            (Some(protocol), _) => Ok(protocol),
+            (None, 5432) => Ok(Protocol::Postgres),
+            (None, 6379) => Ok(Protocol::Redis),
+            (None, port) => Err(invalid(
+                "--protocol",
+                format!("cannot tell the protocol from port {port}"),
+                "add --protocol postgres, --protocol redis or --protocol tcp",
+            )),
+        }
+    }
+
+    /// The sidecar config these flags mean, validated like a config file.
+    pub fn config(&self) -> Result<SidecarConfig, ConfigError> {
+        if self.listen.port() == 0 {
+            return Err(invalid(
+                "--listen",
+                "port 0 would leave clients guessing the port",
+                "choose the local port clients will use, e.g. 127.0.0.1:5432",
+            ));
+        }
+        let protocol = self.protocol()?;
+        // Built as YAML so that keys added to the schema keep their defaults here too.
+        let mut tunnel = Mapping::new();
+        tunnel.insert("name".into(), protocol.to_string().into());
+        tunnel.insert("listen".into(), self.listen.to_string().into());
+        tunnel.insert("protocol".into(), protocol.to_string().into());
+        tunnel.insert("connect".into(), self.target.to_string().into());
+        if let Some(name) = &self.server_name {
+            tunnel.insert("server_name".into(), name.clone().into());
+        }
+        let mut tls = Mapping::new();
+        for (key, path) in [("ca", Some(&self.ca)), ("cert", self.cert.as_ref())] {
+            if let Some(path) = path {
+                tls.insert(key.into(), path_value(path));
+            }
+        }
+        if let Some(key) = &self.key {
+            tls.insert("key".into(), path_value(key));
+        }
+        let mut root = Mapping::new();
+        root.insert("tls".into(), Value::Mapping(tls));
+        root.insert(
+            "tunnels".into(),
+            Value::Sequence(vec![Value::Mapping(tunnel)]),
+        );
+        let text = serde_yaml::to_string(&root).map_err(|e| {
+            invalid(
+                "--ca",
+                format!("a path is not valid UTF-8: {e}"),
+                "rename it",
+            )
+        })?;
+        config::sidecar_from_str(&text, Path::new(ORIGIN)).map_err(name_flags)
+    }
+
+    /// What to tell the user once the tunnel listens: where it goes and how to use it.
+    pub fn banner(&self, protocol: Protocol, server_name: &str) -> String {
+        let (ip, port) = (self.listen.ip(), self.listen.port());
+        let use_it = match protocol {
+            Protocol::Postgres => format!("psql \"postgresql://USER@{}/DBNAME\"", self.listen),
+            Protocol::Redis => format!("redis-cli -h {ip} -p {port}"),
+            Protocol::Tcp => format!("connect to {}", self.listen),
+        };
+        format!(
+            "snigate connect: {} -> {} ({protocol}, SNI {server_name}); Ctrl-C stops\n  {use_it}",
+            self.listen, self.target
+        )
+    }
+}
+
+fn path_value(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
+}
+
+fn invalid(flag: &str, problem: impl Into<String>, fix: &str) -> ConfigError {
+    ConfigError::invalid(Path::new(ORIGIN), Invalid::new(flag, problem, fix))
+}
+
+/// Errors name the flag that was given, not the config key it became.
+pub fn name_flags(error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Invalid { file, mut invalid } => {
+            let flag = match invalid.key.as_str() {
+                "tls.ca" => "--ca",
+                "tls.cert" => "--cert",
+                "tls.key" => "--key",
+                "tunnels[0].listen" => "--listen",
+                "tunnels[0].connect" => "HOST:PORT",
+                "tunnels[0].server_name" => "--server-name",
+                _ => return ConfigError::Invalid { file, invalid },
+            };
+            invalid.key = flag.to_owned();
+            ConfigError::Invalid { file, invalid }
+        }
+        other => other,
+    }
+}
+
+/// Logs the first probe of the tunnel `name`: whether the gateway accepted the handshake, or
+/// why not, so a wrong CA or name shows at once rather than at the first client.
+pub async fn report_first_probe(health: Arc<Health>, name: String) {
+    let check = format!("tunnel:{name}");
+    loop {
+        match health.check(&check) {
+            Some((true, _)) => {
+                tracing::info!(tunnel = %name, "gateway probe passed: the tunnel is ready");
+                return;
+            }
+            Some((false, detail)) if detail != crate::sidecar::NOT_PROBED => {
+                tracing::warn!(tunnel = %name, detail = %detail, "gateway probe failed; clients will get this error until it passes");
+                return;
+            }
+            _ => tokio::time::sleep(PROBE_POLL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Connect {
+        Connect {
+            target: HostPort::try_from("postgres-myproject.apps.example.com:443".to_owned())
+                .unwrap(),
+            listen: "127.0.0.1:5432".parse().unwrap(),
+            ca: "ca.crt".into(),
+            cert: Some("me.crt".into()),
+            key: Some("me.key".into()),
+            protocol: None,
+            server_name: None,
+        }
+    }
+
+    #[test]
+    fn flags_become_one_validated_tunnel() {
+        let config = flags().config().unwrap();
+        assert!(config.admin.is_none());
+        let tunnel = &config.tunnels[..];
+        assert_eq!(tunnel.len(), 1);
+        assert_eq!(tunnel[0].name, "postgres");
+        assert_eq!(tunnel[0].protocol, Protocol::Postgres);
+        assert_eq!(tunnel[0].server_name, "postgres-myproject.apps.example.com");
+        assert_eq!(config.tls.cert.as_deref(), Some(Path::new("me.crt")));
+        let redis = Connect {
+            listen: "127.0.0.1:6379".parse().unwrap(),
+            ..flags()
+        };
+        assert_eq!(redis.protocol().unwrap(), Protocol::Redis);
+    }
+
+    #[test]
+    fn bad_flags_are_named_in_the_error() {
+        let cases = [
+            (
+                Connect {
+                    server_name: Some("10.0.0.1".into()),
+                    ..flags()
+                },
+                "snigate connect: --server-name: `10.0.0.1` is an IP address",
+            ),
+            (
+                Connect {
+                    listen: "0.0.0.0:5432".parse().unwrap(),
+                    ..flags()
+                },
+                "snigate connect: --listen: 0.0.0.0:5432 is not a loopback address",
+            ),
+            (
+                Connect {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    ..flags()
+                },
+                "snigate connect: --listen: port 0",
+            ),
+            (
+                Connect {
+                    listen: "127.0.0.1:15432".parse().unwrap(),
+                    ..flags()
+                },
+                "snigate connect: --protocol: cannot tell the protocol from port 15432",
+            ),
+            (
+                Connect {
+                    key: None,
+                    ..flags()
+                },
+                "snigate connect: --cert: tls.cert and tls.key must be given together",
+            ),
+        ];
+        for (connect, want) in cases {
+            let got = connect.config().unwrap_err().to_string();
+            assert!(got.starts_with(want), "{got}");
+        }
+    }
+
+    #[test]
+    fn the_banner_shows_the_command_to_use() {
+        let f = flags();
+        assert_eq!(
+            f.banner(Protocol::Postgres, "pg.example.com"),
+            "snigate connect: 127.0.0.1:5432 -> postgres-myproject.apps.example.com:443 \
+             (postgres, SNI pg.example.com); Ctrl-C stops\n  \
+             psql \"postgresql://USER@127.0.0.1:5432/DBNAME\""
+        );
+        let v6 = Connect {
+            listen: "[::1]:6379".parse().unwrap(),
+            ..flags()
+        };
+        assert!(v6
+            .banner(Protocol::Redis, "r")
+            .ends_with("\n  redis-cli -h ::1 -p 6379"));
+    }
+}
