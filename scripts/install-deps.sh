@@ -2,7 +2,9 @@
 # Install what the demo and the test suite need, and nothing when it is all there.
 #
 #   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
-#     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2
+#     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2; prometheus (promtool, and the
+#     Prometheus that tests/prometheus.rs starts), systemd and procps (systemd-analyze verify of
+#     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose)
 #   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17), redis>=5 and
 #     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
 #   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
@@ -18,7 +20,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2 g++)
+APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2 g++
+    prometheus systemd procps docker-compose)
 VENV="$REPO_ROOT/.venv"
 PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5" "sslyze>=6")
 TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
@@ -70,6 +73,18 @@ install_apt_packages() {
     quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${missing[@]}"
+    if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+        keep_prometheus_service_off
+    fi
+}
+
+# The package enables a system Prometheus on port 9090, which the demo's gateway admin uses;
+# the tests start their own. Only where systemd runs (a container has no service to stop).
+keep_prometheus_service_off() {
+    if [[ -d /run/systemd/system ]]; then
+        echo "install-deps: disabling prometheus.service (the tests start their own Prometheus)"
+        quietly as_root systemctl disable --now prometheus.service
+    fi
 }
 
 check_pg_server() {

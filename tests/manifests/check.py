@@ -21,60 +21,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-OPENSHIFT = REPO / "openshift"
-CRD = HERE / "route.openshift.io_routes.crd.yaml"
-PYTHON = sys.executable
-K8S_VERSIONS = ["1.29", None]  # None: the newest schemas kubernetes-validate ships
-ROUTER_NAMESPACE_LABEL = "policy-group.network.openshift.io/ingress"
-DEFAULT_TUNNEL_TIMEOUT_S = 3600
-
-
-class Failed(Exception):
-    pass
-
-
-def require(cond, message):
-    if not cond:
-        raise Failed(message)
-
-
-# ---------------------------------------------------------------- loading
-
-def manifest_files():
-    return sorted(p for p in OPENSHIFT.rglob("*.yaml"))
-
-
-def load_docs(files):
-    """[(path, doc)] for every non-empty YAML document."""
-    out = []
-    for path in files:
-        with open(path) as f:
-            for doc in yaml.safe_load_all(f):
-                if doc:
-                    out.append((path, doc))
-    return out
-
-
-def kind(docs, k, directory=None):
-    return [d for p, d in docs if d.get("kind") == k and (directory is None or p.parent == directory)]
-
-
-def one(items, what):
-    require(len(items) == 1, f"expected exactly one {what}, found {len(items)}")
-    return items[0]
-
-
-def selects(selector, labels):
-    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
-
-
-def duration_seconds(text):
-    m = re.fullmatch(r"(\d+)(us|ms|s|m|h|d)", str(text))
-    require(m, f"'{text}' is not an HAProxy duration such as 24h")
-    n, unit = int(m.group(1)), m.group(2)
-    return n * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+import monitoring
+from common import (CRD, DEFAULT_TUNNEL_TIMEOUT_S, HERE, K8S_VERSIONS, OPENSHIFT, PYTHON, REPO,
+                    ROUTER_NAMESPACE_LABEL, Failed, container_port, duration_seconds, kind,
+                    load_docs, manifest_files, one, require, run_check, selects)
 
 
 # ---------------------------------------------------------------- the public side
@@ -96,13 +46,6 @@ class Public:
         self.config_map, self.config_key, self.config_path = config_from_mounts(
             docs, self.pod, self.container, OPENSHIFT)
         self.config = yaml.safe_load(self.config_map["data"][self.config_key])
-
-
-def container_port(container, name_or_number):
-    for port in container.get("ports", []):
-        if name_or_number in (port.get("name"), port.get("containerPort")):
-            return port["containerPort"]
-    raise Failed(f"container {container['name']} has no port {name_or_number}")
 
 
 def config_from_mounts(docs, pod, container, directory):
@@ -158,31 +101,6 @@ def check_tls_paths(pod, container, tls):
         files = secret_files(volume_named(pod, mount["name"]))
         rel = os.path.relpath(path, mount["mountPath"])
         require(rel in files, f"tls.{field} {path}: volume {mount['name']} has no file {rel}")
-
-
-def run_check(binary, role, config, server_names, client_name):
-    """`snigate ROLE --check` on `config` with every tls.* path moved into a temp dir that
-    holds throwaway certificates from `snigate certs`."""
-    with tempfile.TemporaryDirectory(prefix="snigate-manifests.") as tmp:
-        cmd = [binary, "certs", "--out", tmp, "--client-name", client_name]
-        for name in server_names:
-            cmd += ["--server-name", name]
-        subprocess.run(cmd, check=True, capture_output=True)
-        rewritten = copy.deepcopy(config)
-        source = {"cert": "server.crt", "key": "server.key", "client_ca": "ca.crt", "ca": "ca.crt"}
-        if role == "sidecar":
-            source.update(cert="client.crt", key="client.key")
-        for field, path in config["tls"].items():
-            target = Path(tmp) / ("tls-" + Path(path).name)
-            target.write_bytes((Path(tmp) / source[field]).read_bytes())
-            target.chmod(0o600)
-            rewritten["tls"][field] = str(target)
-        cfg = Path(tmp) / f"{role}.yaml"
-        cfg.write_text(yaml.safe_dump(rewritten))
-        proc = subprocess.run([binary, role, "--config", str(cfg), "--check"],
-                              capture_output=True, text=True)
-        require(proc.returncode == 0,
-                f"snigate {role} --check refuses the ConfigMap's config:\n{proc.stderr.strip()}")
 
 
 # ---------------------------------------------------------------- properties
@@ -360,7 +278,7 @@ def check_kustomizations():
     for kfile in OPENSHIFT.rglob("kustomization.yaml"):
         k = yaml.safe_load(kfile.read_text())
         listed = set(k.get("resources", []))
-        for res in listed:
+        for res in listed | set(k.get("components", [])):
             require((kfile.parent / res).exists(), f"{kfile.relative_to(REPO)}: {res} does not exist")
         here = {p.name for p in kfile.parent.glob("*.yaml")} - {"kustomization.yaml"}
         require(here <= listed, f"{kfile.relative_to(REPO)} does not list {sorted(here - listed)}")
@@ -370,8 +288,9 @@ def check_kustomizations():
             spec = doc.get("spec", {}).get("template", {}).get("spec", {})
             for c in spec.get("containers", []) + spec.get("initContainers", []):
                 used.add(c["image"])
-        require("snigate" in used and "snigate" in images,
-                f"{kfile.relative_to(REPO)}: images: must set the snigate image")
+        if used:  # components and the dashboard's kustomization run no containers
+            require("snigate" in used and "snigate" in images,
+                    f"{kfile.relative_to(REPO)}: images: must set the snigate image")
 
 
 def check_containerfile():
@@ -399,6 +318,7 @@ def properties(docs, files, binary):
         ("worker: native sidecar, loopback-only tunnels, sidecar --check",
          lambda: check_worker(docs, pub, binary)),
         ("no Secret or key material committed", lambda: check_no_key_material(files)),
+        *monitoring.checks(docs, pub),
     ]
 
 
@@ -411,7 +331,8 @@ def check_yamllint(files):
 
 
 def check_kubernetes_validate(docs):
-    core = [(p, d) for p, d in docs if d.get("kind") not in ("Route", "Kustomization")]
+    core = [(p, d) for p, d in docs if d.get("kind") not in ("Route", "Kustomization", "Component")
+            and not d.get("apiVersion", "").startswith("monitoring.coreos.com/")]
     require(core, "no core-kind manifests found")
     with tempfile.TemporaryDirectory(prefix="snigate-kv.") as tmp:
         paths = []
@@ -490,7 +411,31 @@ def mutations():
     def worker(docs):
         return next(d for p, d in docs if d.get("kind") == "Deployment" and p.parent.name == "worker")
 
+    def monitor(docs, k):
+        return next(d for _, d in docs if d.get("kind") == k)
+
+    def alert(docs, name):
+        groups = monitor(docs, "PrometheusRule")["spec"]["groups"]
+        return next(r for g in groups for r in g["rules"] if r.get("alert") == name)
+
+    def gateway_policy(docs):
+        return next(d for _, d in docs if d.get("kind") == "NetworkPolicy"
+                    and d["metadata"]["name"] == "snigate-gateway-ingress")
+
     return [
+        ("ServiceMonitor on the TLS port",
+         lambda d: monitor(d, "ServiceMonitor")["spec"]["endpoints"][0].update(port="tls")),
+        ("metrics Service selecting other pods",
+         lambda d: next(x for p, x in d if x.get("kind") == "Service" and p.parent.name == "monitoring")
+         ["spec"]["selector"].update({"app.kubernetes.io/name": "redis"})),
+        ("PodMonitor selecting no worker pod",
+         lambda d: monitor(d, "PodMonitor")["spec"]["selector"]["matchLabels"].update(
+             {"app.kubernetes.io/part-of": "nothing"})),
+        ("monitoring namespaces kept from the admin port",
+         lambda d: gateway_policy(d)["spec"]["ingress"].pop()),
+        ("backend-down alert without its 2 minutes", lambda d: alert(d, "SnigateBackendDown").pop("for")),
+        ("alert expression that does not parse",
+         lambda d: alert(d, "SnigateReloadFailing").update(expr="snigate_last_reload_successful ==")),
         ("edge Route", lambda d: route(d)["spec"]["tls"].update(termination="edge")),
         ("Route to another Service", lambda d: route(d)["spec"]["to"].update(name="redis")),
         ("Route without timeout-tunnel", lambda d: route(d)["metadata"].pop("annotations")),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Offline checks of the OpenShift manifests (openshift/): yamllint, kubernetes-validate --strict,
-# the Route CRD schema, and the properties the deployment relies on (tests/manifests/check.py),
-# then a self-test showing those property checks catch broken manifests.
+# Offline checks of the deployment files. openshift/: yamllint, kubernetes-validate --strict,
+# the Route CRD schema, the properties the deployment relies on, and for openshift/monitoring/
+# promtool check rules, promtool test rules (rules.test.yaml) and the dashboard's queries
+# (tests/manifests/check.py), then a self-test showing those property checks catch broken
+# manifests. deploy/: systemd-analyze verify on the sidecar unit, docker-compose config on the
+# compose file (tests/manifests/deploy.py).
 #
 #   tests/manifests/check.sh      (run by scripts/test.sh; SNIGATE_BIN overrides the binary)
 set -euo pipefail
@@ -20,4 +23,5 @@ fi
 status=0
 "$PY" tests/manifests/check.py "$BIN" || status=1
 "$PY" tests/manifests/check.py --self-test "$BIN" || status=1
+"$PY" tests/manifests/deploy.py "$BIN" || status=1
 exit "$status"
