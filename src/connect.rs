@@ -20,22 +20,42 @@ pub const ORIGIN: &str = "snigate connect";
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
 /// The flags of `snigate connect`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Connect {
-    /// The gateway: a Route host and port 443 in production.
+    /// The gateway, e.g. postgres-myproject.apps.example.com:443.
+    #[arg(value_name = "HOST:PORT", value_parser = host_port)]
     pub target: HostPort,
-    /// The local plaintext address clients use.
+    /// Local address clients connect to, e.g. 127.0.0.1:5432.
+    #[arg(long)]
     pub listen: SocketAddr,
-    /// The CA that signed the gateway's certificate.
+    /// The CA that signed the gateway's certificate (the only trust root).
+    #[arg(long)]
     pub ca: PathBuf,
-    /// Optional client certificate and key.
+    /// Client certificate presented to the gateway.
+    #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
-    /// The key of `cert`.
+    /// Its private key.
+    #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
-    /// `None`: told by the listen port (5432 postgres, 6379 redis).
+    /// postgres, redis or tcp; by default told by the --listen port (5432, 6379).
+    #[arg(long, value_parser = protocol)]
     pub protocol: Option<Protocol>,
-    /// SNI; defaults to the host of `target`.
+    /// SNI sent to the gateway; defaults to the host of HOST:PORT.
+    #[arg(long)]
     pub server_name: Option<String>,
+}
+
+fn host_port(text: &str) -> Result<HostPort, String> {
+    HostPort::try_from(text.to_owned())
+}
+
+fn protocol(text: &str) -> Result<Protocol, String> {
+    match text {
+        "postgres" => Ok(Protocol::Postgres),
+        "redis" => Ok(Protocol::Redis),
+        "tcp" => Ok(Protocol::Tcp),
+        _ => Err("one of postgres, redis, tcp".to_owned()),
+    }
 }
 
 impl Connect {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use snigate::admin::{self, Admin};
-use snigate::config::{ConfigError, HostPort, Limits, Protocol};
+use snigate::config::{ConfigError, Limits};
 use snigate::connect::{self, Connect};
 use snigate::gateway::Gateway;
 use snigate::notify;
@@ -57,29 +57,7 @@ enum Command {
         check: bool,
     },
     /// One tunnel in the foreground, no config file: the sidecar with one tunnel.
-    Connect {
-        /// The gateway, e.g. postgres-myproject.apps.example.com:443.
-        #[arg(value_name = "HOST:PORT", value_parser = host_port)]
-        target: HostPort,
-        /// Local address clients connect to, e.g. 127.0.0.1:5432.
-        #[arg(long)]
-        listen: SocketAddr,
-        /// The CA that signed the gateway's certificate (the only trust root).
-        #[arg(long)]
-        ca: PathBuf,
-        /// Client certificate presented to the gateway.
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// Its private key.
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-        /// postgres, redis or tcp; by default told by the --listen port (5432, 6379).
-        #[arg(long, value_parser = protocol)]
-        protocol: Option<Protocol>,
-        /// SNI sent to the gateway; defaults to the host of HOST:PORT.
-        #[arg(long)]
-        server_name: Option<String>,
-    },
+    Connect(Connect),
     /// Write a development PKI: ca.crt ca.key server.crt server.key client.crt client.key.
     Certs {
         #[arg(long)]
@@ -99,23 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gateway { config, check } => run_gateway(&config, check),
         Command::Sidecar { config, check } => run_sidecar(&config, check),
-        Command::Connect {
-            target,
-            listen,
-            ca,
-            cert,
-            key,
-            protocol,
-            server_name,
-        } => run_connect(Connect {
-            target,
-            listen,
-            ca,
-            cert,
-            key,
-            protocol,
-            server_name,
-        }),
+        Command::Connect(flags) => run_connect(flags),
         Command::Certs {
             out,
             server_names,
@@ -236,19 +198,6 @@ fn run_connect(flags: Connect) -> anyhow::Result<()> {
         shutdown::stop_when(requested, &sidecar.health, timeouts, serving).await;
         Ok(())
     })
-}
-
-fn host_port(text: &str) -> Result<HostPort, String> {
-    HostPort::try_from(text.to_owned())
-}
-
-fn protocol(text: &str) -> Result<Protocol, String> {
-    match text {
-        "postgres" => Ok(Protocol::Postgres),
-        "redis" => Ok(Protocol::Redis),
-        "tcp" => Ok(Protocol::Tcp),
-        _ => Err("one of postgres, redis, tcp".to_owned()),
-    }
 }
 
 /// What both roles run beside their listeners: stop signals, the admin endpoint, and

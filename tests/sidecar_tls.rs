@@ -226,7 +226,7 @@ async fn sidecar_refuses_a_gateway_with_the_wrong_name_ca_or_expiry() {
     let reply = redis_through(&sc, "expired").await;
     assert_tls_failure(&reply, "expired", w.expired.addr, "expired");
     expect_refusal(&sc.proc, before, "gateway_handshake_failed");
-    expect_refusal(&w.expired.proc, gw_before, "handshake_failed");
+    expect_refusal(&w.expired.proc, gw_before, "certificate_rejected_by_peer");
 
     // The same for psql through a postgres tunnel: FATAL with the same text.
     let before = refused_lines(&sc.proc).len();
@@ -248,7 +248,7 @@ async fn sidecar_refuses_a_gateway_with_the_wrong_name_ca_or_expiry() {
     );
     assert!(!out.status.success() && e.contains(&fatal), "{e}");
     expect_refusal(&sc.proc, before, "gateway_handshake_failed");
-    expect_refusal(&w.expired.proc, gw_before, "handshake_failed");
+    expect_refusal(&w.expired.proc, gw_before, "certificate_rejected_by_peer");
 
     // Another CA: the gateway's real certificate is not trusted.
     let before = refused_lines(&wrong_ca.proc).len();

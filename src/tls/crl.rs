@@ -66,7 +66,7 @@ fn check_current(key: &str, path: &Path, crl: &[u8], now: i64) -> Result<(), Inv
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
@@ -74,7 +74,8 @@ mod tests {
     };
     use time::{Duration, OffsetDateTime};
 
-    fn crl_pem(next_update_in: Duration) -> String {
+    /// A PEM CRL from a fresh CA whose nextUpdate is `next_update_in` from now.
+    pub(crate) fn crl_pem(next_update_in: Duration) -> String {
         let key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

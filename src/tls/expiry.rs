@@ -91,14 +91,12 @@ fn earliest_next_update(file: &Path) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, Issuer,
-        KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
-    };
+    use crate::tls::crl::tests::crl_pem;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
     use std::collections::BTreeSet;
     use time::{Duration, OffsetDateTime};
 
-    fn ca(name: &str, days: i64) -> (CertificateParams, KeyPair, String) {
+    fn ca(name: &str, days: i64) -> String {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -107,24 +105,7 @@ mod tests {
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
         params.not_after = OffsetDateTime::now_utc() + Duration::days(days);
-        let pem = params.self_signed(&key).unwrap().pem();
-        (params, key, pem)
-    }
-
-    fn crl(params: &CertificateParams, key: &KeyPair, next_in: Duration) -> String {
-        let now = OffsetDateTime::now_utc();
-        CertificateRevocationListParams {
-            this_update: now - Duration::days(1),
-            next_update: now + next_in,
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![],
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&Issuer::from_params(params, key))
-        .unwrap()
-        .pem()
-        .unwrap()
+        params.self_signed(&key).unwrap().pem()
     }
 
     fn expiry_lines(metrics: &Metrics) -> BTreeSet<String> {
@@ -138,13 +119,11 @@ mod tests {
     #[test]
     fn every_certificate_of_a_bundle_and_the_earliest_crl_are_exported() {
         let dir = tempfile::tempdir().unwrap();
-        let (old_params, old_key, old) = ca("old CA", 10);
-        let (_, _, new) = ca("new CA", 400);
+        let (old, new) = (ca("old CA", 10), ca("new CA", 400));
         let bundle = dir.path().join("bundle.crt");
         std::fs::write(&bundle, format!("{new}{old}")).unwrap();
         let crls = dir.path().join("clients.crl");
-        let soon = crl(&old_params, &old_key, Duration::days(3));
-        let later = crl(&old_params, &old_key, Duration::days(30));
+        let (soon, later) = (crl_pem(Duration::days(3)), crl_pem(Duration::days(30)));
         std::fs::write(&crls, format!("{later}{soon}")).unwrap();
 
         let metrics = Metrics::new("gateway");
