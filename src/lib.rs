@@ -39,6 +39,7 @@ pub mod dial;
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod login;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

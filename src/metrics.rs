@@ -79,7 +79,7 @@ pub struct WhatLabel {
 /// Label of the reload counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
-    /// `config` or `certificates`.
+    /// `config`, `certificates` or `login` (password files).
     pub what: &'static str,
     /// `success` or `failure`.
     pub result: &'static str,
@@ -115,6 +115,8 @@ pub struct Metrics {
     pub route_limit: Family<RouteLabel, Gauge>,
     /// 1 when the last health probe of the backend (gateway) or gateway (sidecar) passed.
     pub far_side_up: Family<RouteLabel, Gauge>,
+    /// 1 when the gateway's last probe login to the backend of a `login` route succeeded.
+    pub login_up: Family<RouteLabel, Gauge>,
     registry: Registry,
 }
 
@@ -145,6 +147,7 @@ impl Metrics {
             reload_ok: Family::default(),
             route_limit: Family::default(),
             far_side_up: Family::default(),
+            login_up: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -209,6 +212,11 @@ impl Metrics {
             "Last health probe of the backend or gateway passed",
             m.far_side_up.clone(),
         );
+        r.register(
+            "login_up",
+            "Last probe login of the gateway to the backend of a login route succeeded",
+            m.login_up.clone(),
+        );
         let version = env!("CARGO_PKG_VERSION");
         r.register(
             "build",
@@ -216,7 +224,7 @@ impl Metrics {
             Info::new(InfoLabel { role, version }),
         );
         // Series that alert rules compare against exist from the start, at zero.
-        for what in ["config", "certificates"] {
+        for what in ["config", "certificates", "login"] {
             for result in ["success", "failure"] {
                 let _ = m.reloads.get_or_create(&ReloadLabel { what, result });
             }

@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Health;
 use crate::config::{HostPort, Protocol};
 use crate::dial::{dial, timed_out};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabel};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// A Redis PING, inline form: valid before AUTH, answered `+PONG` or `-NOAUTH …`.
 const REDIS_PING: &[u8] = b"PING\r\n";
@@ -29,13 +31,13 @@ pub enum ProbeError {
     Unexpected(String),
 }
 
-/// Where a role's probe results go: `/readyz` checks named `<kind>:<name>` and the
-/// `far_side_up` gauge of each route or tunnel.
+/// Where a role's probe results go: `/readyz` checks named `<kind>:<name>` and a gauge per
+/// route or tunnel (`far_side_up`, `login_up`).
 pub struct Reporter<'a> {
     /// The admin endpoint's state.
     pub health: &'a Health,
-    /// `far_side_up` lives here.
-    pub metrics: &'a Metrics,
+    /// The gauge set to 1 or 0 after each probe.
+    pub gauge: &'a Family<RouteLabel, Gauge>,
     /// `backend` (gateway) or `tunnel` (sidecar).
     pub kind: &'static str,
     /// Whether a failing probe makes the process unready.
@@ -62,10 +64,7 @@ impl Reporter<'_> {
                 self.health
                     .report(&check, ok, self.gating, detail.unwrap_or_default());
                 let label = Metrics::route(&name);
-                self.metrics
-                    .far_side_up
-                    .get_or_create(&label)
-                    .set(i64::from(ok));
+                self.gauge.get_or_create(&label).set(i64::from(ok));
                 names.push(check);
             }
             self.health.retain(|check| {

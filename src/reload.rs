@@ -33,6 +33,16 @@ impl Fingerprints {
         };
         Fingerprints(paths.iter().map(|p| (p.clone(), hash(p))).collect())
     }
+
+    /// The files whose contents differ in `now` (or that are only in one of the two).
+    fn changed<'a>(&'a self, now: &'a Fingerprints) -> impl Iterator<Item = &'a Path> {
+        let differs = |(path, hash): &(PathBuf, Option<u64>), other: &Fingerprints| {
+            !other.0.iter().any(|(p, h)| p == path && h == hash)
+        };
+        let gone = self.0.iter().filter(move |f| differs(f, now));
+        let new = now.0.iter().filter(move |f| differs(f, self));
+        gone.chain(new).map(|(path, _)| path.as_path())
+    }
 }
 
 /// What one config file (and every file it names) turned into.
@@ -45,6 +55,11 @@ pub trait Snapshot: Send + Sync + Sized + 'static {
     fn files(&self) -> &Fingerprints;
     /// The files whose contents are watched.
     fn watched(&self) -> Vec<PathBuf>;
+    /// What a change of the watched `file` counts as in `reloads_total{what}`.
+    fn what(&self, file: &Path) -> &'static str {
+        let _ = file;
+        "certificates"
+    }
     /// How often they are checked (`timeouts.watch_interval`); zero: never.
     fn watch_interval(&self) -> Duration;
 }
@@ -129,7 +144,7 @@ pub fn spawn<R: Reload>(role: Arc<R>, shutdown: CancellationToken) -> std::io::R
 async fn reload_config<R: Reload>(role: &R) {
     let live = role.live();
     let next = R::Snapshot::load(&live.file, &live.metrics);
-    install(role, "config", next.map_err(Into::into)).await;
+    install(role, &["config"], next.map_err(Into::into)).await;
 }
 
 /// Reloads the running config's files if their contents changed since they were loaded.
@@ -140,27 +155,42 @@ async fn reload_files_if_changed<R: Reload>(role: &R) {
     if !live.watch.should_try(current.files(), &now) {
         return;
     }
+    let mut kinds: Vec<&'static str> = current
+        .files()
+        .changed(&now)
+        .map(|f| current.what(f))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
     let next = current.rebuild(&live.file, &live.metrics);
     if next.is_err() {
         live.watch.failed(now);
     }
-    install(role, "certificates", next.map_err(Into::into)).await;
+    install(role, &kinds, next.map_err(Into::into)).await;
 }
 
-async fn install<R: Reload>(role: &R, what: &'static str, next: Result<R::Snapshot, ReloadError>) {
+/// Swaps `next` in, or keeps the running version; counted once under each of `kinds`.
+async fn install<R: Reload>(
+    role: &R,
+    kinds: &[&'static str],
+    next: Result<R::Snapshot, ReloadError>,
+) {
     let live = role.live();
     let prepared = match next {
         Ok(snapshot) => role.prepare(&snapshot).await.map(|()| snapshot),
         Err(e) => Err(e),
     };
-    live.metrics.record_reload(what, prepared.is_ok());
+    for what in kinds {
+        live.metrics.record_reload(what, prepared.is_ok());
+    }
+    let what = kinds.join(",");
     match prepared {
         Ok(snapshot) => {
             live.current.store(Arc::new(snapshot));
-            tracing::info!(what, "reloaded; new connections use it");
+            tracing::info!(what = %what, "reloaded; new connections use it");
         }
         Err(e) => {
-            tracing::error!(what, error = %e, "reload refused; the running version stays")
+            tracing::error!(what = %what, error = %e, "reload refused; the running version stays")
         }
     }
 }

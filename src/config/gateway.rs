@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
+use super::login::LoginConfig;
 use super::{AllowRule, Invalid};
 
 /// The gateway's configuration file.
@@ -81,6 +82,9 @@ pub struct RouteConfig {
     /// Open connections on this route; past it, clients get the protocol's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// The gateway logs in to the backend itself; clients hold no password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginConfig>,
 }
 
 impl GatewayConfig {
@@ -150,6 +154,9 @@ impl RouteConfig {
                 "an allow list needs client certificates, but tls.client_ca is not set",
                 "set tls.client_ca to the CA that issues client certificates",
             ));
+        }
+        if let Some(login) = &self.login {
+            login.validate(i, self.protocol, has_client_ca)?;
         }
         Ok(())
     }

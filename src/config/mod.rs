@@ -6,6 +6,7 @@
 mod allow;
 mod common;
 mod gateway;
+mod login;
 mod sidecar;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 pub use allow::AllowRule;
 pub use common::{sni_name, HostPort, Limits, NameError, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
+pub use login::LoginConfig;
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
 
 /// A value that parsed but cannot work: which key, what is wrong, and how to fix it.

@@ -77,7 +77,7 @@ async fn preamble(tcp: &mut TcpStream) -> Result<bool, Refusal> {
                 return Ok(true);
             }
             Packet::GssEncRequest => write(tcp, b"N").await?,
-            Packet::Cancel(_) => return Err(Refusal::Plaintext("CancelRequest")),
+            Packet::Cancel(request) => return Err(Refusal::PlaintextCancel(request)),
             startup @ Packet::Startup(_) => {
                 let message = "snigate: this port requires TLS: use sslmode=require, \
                                sslnegotiation=direct, or the snigate sidecar";

@@ -15,6 +15,7 @@ use crate::closing;
 use crate::config::Protocol;
 use crate::dial::dial;
 use crate::listener::Accepted;
+use crate::login::{self, Backend, LoggedIn, Target};
 use crate::metrics::{Metrics, OpenGuard};
 use crate::relay::relay;
 use crate::shutdown::Serving;
@@ -30,8 +31,14 @@ pub async fn handle(gateway: Arc<Gateway>, conn: Accepted, serving: Serving) {
     async move {
         let started = Instant::now();
         let snapshot = gateway.snapshot();
-        if let Err((route, refusal)) = serve(&gateway, &snapshot, conn.stream, &serving).await {
-            closing::record_refused(&gateway.metrics, route.as_deref(), started, &refusal);
+        match serve(&gateway, &snapshot, conn.stream, &serving).await {
+            Ok(()) => {}
+            Err((None, Refusal::PlaintextCancel(request))) => {
+                forward_cancel(&gateway, &snapshot, request, started).await
+            }
+            Err((route, refusal)) => {
+                closing::record_refused(&gateway.metrics, route.as_deref(), started, &refusal)
+            }
         }
     }
     .instrument(span)
@@ -87,7 +94,7 @@ async fn serve(
         return Ok(());
     };
     let connect_started = Instant::now();
-    let mut backend = match connect(&route, snapshot.config.timeouts.connect).await {
+    let backend = match connect(&route, snapshot.config.timeouts.connect).await {
         Ok(backend) => backend,
         Err(refusal) => {
             return Err(on_route(
@@ -100,7 +107,22 @@ async fn serve(
         .connect_seconds
         .get_or_create(&Metrics::route(&route.name))
         .observe(connect_started.elapsed().as_secs_f64());
-    if backend.write_all(&greeting).await.is_err() {
+    let mut greeting = greeting;
+    let logged_in = match log_in(gateway, snapshot, &route, &mut tls, backend, &mut greeting).await
+    {
+        Ok(logged_in) => logged_in,
+        Err(refusal) => {
+            return Err(on_route(
+                refuse(&route, &mut tls, &greeting, refusal, deadline).await,
+            ))
+        }
+    };
+    let (mut backend, _issued) = (logged_in.backend, logged_in.issued);
+    if backend
+        .write_all(&greeting[logged_in.consumed..])
+        .await
+        .is_err()
+    {
         return Ok(());
     }
     // Freed before the relay: an idle connection should not keep 16 KiB it no longer needs.
@@ -172,6 +194,64 @@ async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal
             addr: route.backend.clone(),
             source,
         })
+}
+
+/// On a login route, the gateway logs in for the client (see `login`); elsewhere the backend
+/// is used as it is.
+async fn log_in(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    route: &Route,
+    tls: &mut ServerStream,
+    backend: TcpStream,
+    greeting: &mut Vec<u8>,
+) -> Result<LoggedIn, Refusal> {
+    let Some(login) = &route.login else {
+        return Ok(LoggedIn {
+            backend: Backend::Plain(backend),
+            issued: None,
+            consumed: 0,
+        });
+    };
+    let newest = || {
+        let routes = &gateway.snapshot().routes;
+        routes.named(&route.name).and_then(|r| r.login.clone())
+    };
+    let target = Target {
+        route: &route.name,
+        protocol: route.protocol,
+        backend: &route.backend,
+        timeouts: snapshot.config.timeouts,
+        cancels: &gateway.cancels,
+        newest: &newest,
+    };
+    Ok(login::log_in(&target, login, tls, backend, greeting).await?)
+}
+
+/// A plaintext CancelRequest goes to the server that issued its key, if a login connection
+/// of this process holds it; otherwise it cannot be routed (no SNI) and is refused.
+async fn forward_cancel(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    request: Vec<u8>,
+    started: Instant,
+) {
+    let deadline = snapshot.config.timeouts.connect;
+    match gateway.cancels.forward(&request, deadline).await {
+        Ok(server) => {
+            tracing::info!(%server, "plaintext CancelRequest forwarded to the server that issued its key")
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "plaintext CancelRequest (libpq 16 or older, or psql's Ctrl-C) not forwarded: it has no \
+                 SNI, and its key is not one an open login connection of this process holds; \
+                 cancel through the sidecar, or with libpq 17's encrypted cancel (PQcancelCreate)"
+            );
+            let refusal = Refusal::PlaintextCancel(request);
+            closing::record_refused(&gateway.metrics, None, started, &refusal);
+        }
+    }
 }
 
 async fn refuse(

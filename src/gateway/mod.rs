@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Health;
 use crate::config::{self, ConfigError, GatewayConfig};
 use crate::listener;
+use crate::login::{CancelKeys, Login};
 use crate::metrics::Metrics;
 use crate::probe;
 use crate::reload::{Fingerprints, Live};
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// What the admin endpoint reports.
     pub health: Arc<Health>,
+    /// Cancel keys of the open login connections, for plaintext CancelRequests.
+    pub cancels: Arc<CancelKeys>,
 }
 
 impl Gateway {
@@ -53,6 +56,7 @@ impl Gateway {
             live: Live::load(file, metrics.clone())?,
             metrics,
             health: Arc::new(Health::default()),
+            cancels: Arc::default(),
         })
     }
 
@@ -69,6 +73,7 @@ impl Gateway {
         self.health.set_started();
         if !self.snapshot().config.timeouts.probe_interval.is_zero() {
             tokio::spawn(self.clone().probe_backends(serving.accept.clone()));
+            tokio::spawn(self.clone().probe_logins(serving.accept.clone()));
         }
         let (accept, tracker) = (serving.accept.clone(), serving.tracker.clone());
         let limit = serving.connections.clone();
@@ -83,7 +88,7 @@ impl Gateway {
     async fn probe_backends(self: Arc<Self>, stop: CancellationToken) {
         let reporter = probe::Reporter {
             health: &self.health,
-            metrics: &self.metrics,
+            gauge: &self.metrics.far_side_up,
             kind: "backend",
             gating: false,
         };
@@ -101,15 +106,41 @@ impl Gateway {
         };
         reporter.run(stop, round).await;
     }
+
+    /// Logs in to the backend of every login route each interval, as clients' connections
+    /// would: `/readyz` detail and `login_up`, not gating readiness (as backend probes).
+    async fn probe_logins(self: Arc<Self>, stop: CancellationToken) {
+        let reporter = probe::Reporter {
+            health: &self.health,
+            gauge: &self.metrics.login_up,
+            kind: "login",
+            gating: false,
+        };
+        let round = || {
+            let snapshot = self.snapshot();
+            let timeouts = snapshot.config.timeouts;
+            let probes = snapshot.routes.routes().filter_map(|route| {
+                let (login, route) = (route.login.clone()?, route.clone());
+                let name = route.name.clone();
+                let probe = async move {
+                    let deadline = timeouts.connect + timeouts.handshake;
+                    crate::login::probe(route.protocol, &route.backend, &login, deadline).await
+                };
+                Some((name, probe))
+            });
+            (timeouts.probe_interval, probes.collect())
+        };
+        reporter.run(stop, round).await;
+    }
 }
 
 impl crate::reload::Snapshot for Snapshot {
     fn load(file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
-        Snapshot::build(config::load_gateway(file)?, file, metrics)
+        Snapshot::build(config::load_gateway(file)?, file, metrics, None)
     }
 
     fn rebuild(&self, file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
-        Snapshot::build(self.config.clone(), file, metrics)
+        Snapshot::build(self.config.clone(), file, metrics, Some(self))
     }
 
     fn files(&self) -> &Fingerprints {
@@ -117,7 +148,15 @@ impl crate::reload::Snapshot for Snapshot {
     }
 
     fn watched(&self) -> Vec<PathBuf> {
-        self.config.tls.files()
+        watched(&self.config)
+    }
+
+    fn what(&self, file: &Path) -> &'static str {
+        if password_files(&self.config).any(|f| f == file) {
+            "login"
+        } else {
+            "certificates"
+        }
     }
 
     fn watch_interval(&self) -> Duration {
@@ -126,12 +165,16 @@ impl crate::reload::Snapshot for Snapshot {
 }
 
 impl Snapshot {
+    /// `old`: the running snapshot when only the files it names are read again; a changed
+    /// password keeps the one before it as a fallback.
     fn build(
         config: GatewayConfig,
         file: &Path,
         metrics: &Metrics,
+        old: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        let files = Fingerprints::of(&config.tls.files());
+        let files = Fingerprints::of(&watched(&config));
+        let logins = Snapshot::logins(&config, old).map_err(|e| ConfigError::invalid(file, e))?;
         let tls = ServerTls::load(&config.tls)
             .and_then(|tls| tls.check_names(&config.routes).map(|()| tls))
             .map_err(|e| ConfigError::invalid(file, e))?;
@@ -148,9 +191,45 @@ impl Snapshot {
         metrics
             .set_route_limits(limits.filter_map(|r| Some((r.name.as_str(), r.max_connections?))));
         Ok(Snapshot {
-            routes: RouteTable::new(&config.routes, |protocol| tls.route_config(protocol)),
+            routes: RouteTable::new(
+                &config.routes,
+                |protocol| tls.route_config(protocol),
+                logins,
+            ),
             config,
             files,
         })
     }
+
+    fn logins(
+        config: &GatewayConfig,
+        old: Option<&Snapshot>,
+    ) -> Result<Vec<Option<Arc<Login>>>, config::Invalid> {
+        let mut logins = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let login = match &route.login {
+                Some(login) => {
+                    let old = old
+                        .and_then(|s| s.routes.named(&route.name))
+                        .and_then(|r| r.login.as_deref());
+                    Some(Arc::new(Login::load(i, login, old)?))
+                }
+                None => None,
+            };
+            logins.push(login);
+        }
+        Ok(logins)
+    }
+}
+
+/// The certificate files, then the password files.
+fn watched(config: &GatewayConfig) -> Vec<PathBuf> {
+    let mut files = config.tls.files();
+    files.extend(password_files(config).map(Path::to_path_buf));
+    files
+}
+
+fn password_files(config: &GatewayConfig) -> impl Iterator<Item = &Path> {
+    let logins = config.routes.iter().filter_map(|r| r.login.as_ref());
+    logins.map(|login| login.password_file.as_path())
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::HostPort;
 use crate::error::{Classified, Side};
+use crate::login::LoginError;
 use crate::protocol::postgres::PacketError;
 
 /// Why the gateway did not relay a connection.
@@ -36,12 +37,18 @@ pub enum Refusal {
     RouteFull(usize),
     #[error("backend {addr} unreachable: {source}")]
     Backend { addr: HostPort, source: io::Error },
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    /// libpq ≤ 16 cancels in plaintext: no SNI, so only the key says where it goes.
+    #[error("plaintext PostgreSQL CancelRequest with a key no open login connection here issued")]
+    PlaintextCancel(Vec<u8>),
 }
 
 impl Classified for Refusal {
     fn side(&self) -> Side {
         match self {
             Refusal::Backend { .. } => Side::Backend,
+            Refusal::Login(e) if !e.by_client() => Side::Backend,
             _ => Side::Client,
         }
     }
@@ -63,11 +70,16 @@ impl Classified for Refusal {
             Refusal::NotAllowed(_) => "identity_not_allowed",
             Refusal::RouteFull(_) => "route_full",
             Refusal::Backend { .. } => "backend_unreachable",
+            Refusal::Login(e) => e.reason(),
+            Refusal::PlaintextCancel(_) => "plaintext_cancel",
         }
     }
 
     fn transient(&self) -> bool {
-        matches!(self, Refusal::Backend { .. } | Refusal::RouteFull(_))
+        match self {
+            Refusal::Login(e) => e.transient(),
+            other => matches!(other, Refusal::Backend { .. } | Refusal::RouteFull(_)),
+        }
     }
 
     fn client_message(&self) -> String {

@@ -8,6 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Refusal;
 use crate::config::{AllowRule, HostPort, Protocol, RouteConfig};
+use crate::login::Login;
 
 /// Everything the gateway needs to serve one route.
 pub struct Route {
@@ -21,6 +22,8 @@ pub struct Route {
     pub allow: Vec<AllowRule>,
     /// Its own TLS config, so sessions never resume across routes.
     pub tls: Arc<ServerConfig>,
+    /// The gateway logs in to the backend for the client (`login:`).
+    pub login: Option<Arc<Login>>,
     /// `max_connections` of the route, as permits; `None` when unlimited.
     limit: Option<(usize, Arc<Semaphore>)>,
 }
@@ -54,20 +57,23 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Builds the table from validated route configs (names already normalised and unique).
+    /// Builds the table from validated route configs (names already normalised and unique)
+    /// and each route's login, in the same order.
     pub fn new(
         routes: &[RouteConfig],
         tls_for: impl Fn(Protocol) -> Arc<ServerConfig>,
+        logins: Vec<Option<Arc<Login>>>,
     ) -> RouteTable {
         let mut by_name = HashMap::new();
         let mut all = Vec::new();
-        for config in routes {
+        for (config, login) in routes.iter().zip(logins) {
             let route = Arc::new(Route {
                 name: config.name.clone(),
                 protocol: config.protocol,
                 backend: config.backend.clone(),
                 allow: config.allow.clone(),
                 tls: tls_for(config.protocol),
+                login,
                 limit: config
                     .max_connections
                     .map(|max| (max, Arc::new(Semaphore::new(max)))),
@@ -81,6 +87,11 @@ impl RouteTable {
             by_name,
             routes: all,
         }
+    }
+
+    /// The route called `name`.
+    pub fn named(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|route| route.name == name)
     }
 
     /// Every route once, in config order.
@@ -126,7 +137,7 @@ mod tests {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
         );
-        RouteTable::new(&config.routes, |_| tls.clone())
+        RouteTable::new(&config.routes, |_| tls.clone(), vec![None, None])
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Sidecar {
     async fn probe_tunnels(self: Arc<Self>, stop: CancellationToken) {
         let reporter = probe::Reporter {
             health: &self.health,
-            metrics: &self.metrics,
+            gauge: &self.metrics.far_side_up,
             kind: "tunnel",
             gating: true,
         };
