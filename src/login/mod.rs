@@ -13,6 +13,7 @@ mod probe;
 mod redis;
 mod redis_commands;
 mod redis_inline;
+mod redis_policy;
 mod redis_replies;
 
 use std::future::Future;

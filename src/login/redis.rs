@@ -14,7 +14,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::redis_commands::{push_command, Commands, Policy, Step};
+use super::redis_commands::{push_command, Commands, Step};
+use super::redis_policy::Policy;
 use super::redis_replies::Replies;
 use super::{bounded, with_passwords, Login, LoginError, Password, Target};
 use crate::protocol::redis::error_reply;
@@ -37,11 +38,7 @@ pub async fn log_in(
     .await?;
     let message = format!("snigate: {}: AUTH is managed by the gateway", target.route);
     let (placeholder, replies) = Replies::new(&nonce(), error_reply(&message, false).to_vec());
-    let policy = Policy {
-        user: login.user.clone(),
-        password,
-        placeholder,
-    };
+    let policy = Policy::new(login.user.clone(), password, placeholder);
     Ok(Session::new(tcp, Commands::new(policy), replies))
 }
 

@@ -16,7 +16,7 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 
 use super::redis_inline::split_args;
-use super::Password;
+use super::redis_policy::Policy;
 
 /// Redis' own limit for an inline command, and ours for a held AUTH/HELLO/RESET.
 const MAX_HELD: usize = 64 * 1024;
@@ -60,16 +60,6 @@ pub enum Step {
 #[error("Redis protocol error in a client command: {0}")]
 pub struct ProtocolError(pub &'static str);
 
-/// Who the gateway logs in as and how it answers the client's own authentication.
-pub struct Policy {
-    /// ACL user; `None`: `default`, with the one-argument AUTH (which Redis < 6 also knows).
-    pub user: Option<String>,
-    /// The password that worked for this connection.
-    pub password: Password,
-    /// The command sent instead of a refused AUTH; its reply is replaced by the refusal.
-    pub placeholder: Vec<u8>,
-}
-
 /// The scanner of one connection's commands.
 pub struct Commands {
     policy: Policy,
@@ -81,10 +71,6 @@ pub struct Commands {
     args_left: i64,
     arg_index: u64,
     arg_start: usize,
-    /// Until the client's first other command, any AUTH is the client's log-in, replaced by
-    /// the gateway's; after it, an AUTH naming another user would switch users and is refused.
-    logging_in: bool,
-    refused: usize,
 }
 
 impl Commands {
@@ -98,14 +84,12 @@ impl Commands {
             args_left: 0,
             arg_index: 0,
             arg_start: 0,
-            logging_in: true,
-            refused: 0,
         }
     }
 
     /// Placeholders sent since the last call: each will come back as one reply to replace.
     pub fn take_refused(&mut self) -> usize {
-        std::mem::take(&mut self.refused)
+        self.policy.take_refused()
     }
 
     /// Looks at `input` (not empty); appends to `out` whatever the server should get in place
@@ -240,7 +224,7 @@ impl Commands {
         out.extend_from_slice(&self.held);
         self.held.clear();
         self.holding = false;
-        self.logging_in = false;
+        self.policy.ordinary();
     }
 
     fn inline_end(&mut self, out: &mut BytesMut) -> Result<(), ProtocolError> {
@@ -250,6 +234,13 @@ impl Commands {
             split_args(line).ok_or(ProtocolError("unbalanced quotes in an inline command"))?;
         self.finish(args, out);
         Ok(())
+    }
+
+    fn finish(&mut self, args: Vec<Vec<u8>>, out: &mut BytesMut) {
+        let held = std::mem::take(&mut self.held);
+        self.policy.command(&args, &held, out);
+        self.holding = true;
+        self.expect = Expect::CommandStart;
     }
 
     fn command_end(&mut self, out: &mut BytesMut) -> Result<(), ProtocolError> {
@@ -271,94 +262,9 @@ impl Commands {
         self.expect = Expect::CommandStart;
         Ok(())
     }
-
-    /// A whole held command: rewritten, refused, or sent as it came.
-    fn finish(&mut self, args: Vec<Vec<u8>>, out: &mut BytesMut) {
-        let held = std::mem::take(&mut self.held);
-        let name = args
-            .first()
-            .map(|a| a.to_ascii_uppercase())
-            .unwrap_or_default();
-        match name.as_slice() {
-            b"AUTH" => self.auth(&args, out),
-            b"HELLO" => self.hello(&args, &held, out),
-            b"RESET" => {
-                // RESET logs the connection out: the client's next AUTH is its log-in again.
-                self.logging_in = true;
-                out.extend_from_slice(&held);
-            }
-            b"" => out.extend_from_slice(&held),
-            _ => {
-                self.logging_in = false;
-                out.extend_from_slice(&held);
-            }
-        }
-        self.holding = true;
-        self.expect = Expect::CommandStart;
-    }
-
-    fn auth(&mut self, args: &[Vec<u8>], out: &mut BytesMut) {
-        let user: &[u8] = match args.len() {
-            2 => b"default",
-            3 => &args[1],
-            _ => return self.refuse(out),
-        };
-        if self.may_log_in_as(user) {
-            self.log_in(out);
-        } else {
-            self.refuse(out);
-        }
-    }
-
-    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`, read as Redis reads it; sent on
-    /// without its AUTH (the connection is already logged in).
-    fn hello(&mut self, args: &[Vec<u8>], held: &[u8], out: &mut BytesMut) {
-        if args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"AUTH")) {
-            // No protocol version: Redis would refuse it, but the credentials must not go.
-            return self.refuse(out);
-        }
-        let mut kept: Vec<&[u8]> = args.iter().take(2).map(Vec::as_slice).collect();
-        let mut user = None;
-        let mut j = 2;
-        while j < args.len() {
-            let more = args.len() - 1 - j;
-            if args[j].eq_ignore_ascii_case(b"AUTH") {
-                if more < 2 {
-                    return self.refuse(out);
-                }
-                user = Some(args[j + 1].as_slice());
-                j += 3;
-            } else {
-                kept.push(&args[j]);
-                j += 1;
-            }
-        }
-        match user {
-            None => out.extend_from_slice(held),
-            Some(user) if self.may_log_in_as(user) => push_command(out, &kept),
-            Some(_) => self.refuse(out),
-        }
-    }
-
-    fn may_log_in_as(&self, user: &[u8]) -> bool {
-        let ours = self.policy.user.as_deref().unwrap_or("default");
-        self.logging_in || user == ours.as_bytes()
-    }
-
-    fn log_in(&mut self, out: &mut BytesMut) {
-        let password = self.policy.password.expose();
-        match &self.policy.user {
-            Some(user) => push_command(out, &[b"AUTH", user.as_bytes(), password]),
-            None => push_command(out, &[b"AUTH", password]),
-        }
-    }
-
-    fn refuse(&mut self, out: &mut BytesMut) {
-        out.extend_from_slice(&self.policy.placeholder);
-        self.refused += 1;
-    }
 }
 
+/// The commands whose whole text the policy must see.
 fn is_rewritten(name: &[u8]) -> bool {
     [&b"AUTH"[..], b"HELLO", b"RESET"]
         .iter()
@@ -409,3 +315,7 @@ impl Number {
         self
     }
 }
+
+#[cfg(test)]
+#[path = "redis_commands_tests.rs"]
+mod tests;
