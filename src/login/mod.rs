@@ -143,6 +143,12 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    async fn dial(&self) -> Result<TcpStream, LoginError> {
+        dial(self.backend, self.timeouts.connect)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
     fn failed(&self, source: io::Error) -> LoginError {
         LoginError::Backend {
             addr: self.backend.clone(),
@@ -201,22 +207,27 @@ where
     let attempt = &attempt;
     let round = move || {
         let login = (target.newest)().unwrap_or_else(|| login.clone());
-        let mut conn = first.take();
+        let conn = first.take();
         async move {
-            let mut refused = None;
-            for password in login.passwords() {
-                let stream = match conn.take() {
-                    Some(stream) => stream,
-                    None => dial(target.backend, target.timeouts.connect)
-                        .await
-                        .map_err(|e| target.failed(e))?,
-                };
-                match attempt(stream, password.clone()).await {
-                    Err(e) if e.wrong_password() => refused = Some(e),
-                    done => return done,
+            let stream = match conn {
+                Some(stream) => stream,
+                None => target.dial().await?,
+            };
+            let outcome = attempt(stream, login.password.clone()).await;
+            match (&outcome, &login.previous) {
+                (Err(e), Some(previous)) if e.wrong_password() => {
+                    let outcome = attempt(target.dial().await?, previous.clone()).await;
+                    if outcome.is_ok() {
+                        tracing::warn!(
+                            "the backend refused the current password of this route's login; \
+                             logged in with the one before it (a rotation in progress, or a \
+                             wrong password file)"
+                        );
+                    }
+                    outcome
                 }
+                _ => outcome,
             }
-            Err(refused.unwrap_or(LoginError::Unsupported("no password".into())))
         }
     };
     crate::retry::within(target.timeouts.retry, round, LoginError::wrong_password).await

@@ -22,6 +22,8 @@ pub struct Route {
     pub protocol: String,
     pub backend: String,
     pub allow: Option<Vec<String>>,
+    /// `login: {user, password_file}`: the gateway logs in to the backend.
+    pub login: Option<(Option<String>, PathBuf)>,
 }
 
 impl Route {
@@ -32,7 +34,13 @@ impl Route {
             protocol: protocol.into(),
             backend: backend.to_string(),
             allow: None,
+            login: None,
         }
+    }
+
+    pub fn login(mut self, user: Option<&str>, password_file: &Path) -> Route {
+        self.login = Some((user.map(String::from), password_file.to_owned()));
+        self
     }
 
     pub fn allow(mut self, ids: &[&str]) -> Route {
@@ -168,6 +176,12 @@ pub fn gateway_yaml_with(
         y += &format!("    protocol: {}\n    backend: {}\n", r.protocol, r.backend);
         if let Some(allow) = &r.allow {
             y += &format!("    allow: [{}]\n", allow.join(", "));
+        }
+        if let Some((user, file)) = &r.login {
+            y += &format!("    login:\n      password_file: {}\n", p(file));
+            if let Some(user) = user {
+                y += &format!("      user: {user}\n");
+            }
         }
     }
     y
