@@ -11,6 +11,8 @@
 #   Python venv <repo>/.venv-topology for the manifest checks and the Celery fleet of the
 #     end-to-end test: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,
 #     kubernetes-validate, jsonschema (a venv of its own: Celery pins its redis-py range)
+#   Python venv <repo>/.venv-redis5 with redis-py 5 (RESP2 and a plain AUTH on connect), next
+#     to the newer redis-py of .venv (HELLO 3 first): the login tests use both
 #
 # Idempotent: prints nothing and exits 0 when everything is already installed.
 # Runs as root, or through sudo when not root. Output of apt-get/pip goes to a log that is
@@ -31,6 +33,8 @@ TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
 # kombu's restore_unacked, also against a bare Redis restart.
 TOPOLOGY_REQUIREMENTS=("celery[redis]>=5.6,<5.7" "sqlalchemy>=2" "psycopg2-binary>=2.9"
     "psycopg[binary]>=3.2" "yamllint>=1.30" "kubernetes-validate>=1.30" "jsonschema>=4")
+REDIS5_VENV="$REPO_ROOT/.venv-redis5"
+REDIS5_REQUIREMENTS=("redis>=5,<6")
 MIN_LIBPQ=170000 # libpq 17: sslnegotiation=direct (TLS first, ALPN postgresql)
 
 LOG=""
@@ -117,9 +121,14 @@ PY
 }
 
 # Exit 0 when the topology venv satisfies every requirement of TOPOLOGY_REQUIREMENTS.
-topology_venv_satisfied() {
-    [[ -x "$TOPOLOGY_VENV/bin/python" ]] || return 1
-    "$TOPOLOGY_VENV/bin/python" - "${TOPOLOGY_REQUIREMENTS[@]}" <<'PY' >/dev/null 2>&1
+topology_venv_satisfied() { requirements_met "$TOPOLOGY_VENV" "${TOPOLOGY_REQUIREMENTS[@]}"; }
+
+# Exit 0 when the venv $1 satisfies every requirement that follows.
+requirements_met() {
+    local venv="$1"
+    shift
+    [[ -x "$venv/bin/python" ]] || return 1
+    "$venv/bin/python" - "$@" <<'PY' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
 from pip._vendor.packaging.requirements import Requirement
@@ -143,6 +152,18 @@ install_topology_venv() {
             echo "install-deps: $TOPOLOGY_VENV still lacks one of ${TOPOLOGY_REQUIREMENTS[*]}" >&2
             exit 1
         }
+    fi
+}
+
+install_redis5_venv() {
+    if ! venv_runs "$REDIS5_VENV"; then
+        echo "install-deps: creating Python venv $REDIS5_VENV"
+        quietly python3 -m venv --clear "$REDIS5_VENV"
+    fi
+    if ! requirements_met "$REDIS5_VENV" "${REDIS5_REQUIREMENTS[@]}"; then
+        echo "install-deps: pip install ${REDIS5_REQUIREMENTS[*]} into $REDIS5_VENV"
+        quietly "$REDIS5_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "${REDIS5_REQUIREMENTS[@]}"
     fi
 }
 
@@ -194,3 +215,4 @@ install_venv
 check_libpq
 install_topology_venv
 check_libpq "$TOPOLOGY_VENV"
+install_redis5_venv

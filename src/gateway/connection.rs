@@ -118,11 +118,8 @@ async fn serve(
         }
     };
     let (mut backend, _issued) = (logged_in.backend, logged_in.issued);
-    if backend
-        .write_all(&greeting[logged_in.consumed..])
-        .await
-        .is_err()
-    {
+    let rest = &greeting[logged_in.consumed..];
+    if backend.write_all(rest).await.is_err() || backend.flush().await.is_err() {
         return Ok(());
     }
     // Freed before the relay: an idle connection should not keep 16 KiB it no longer needs.

@@ -225,3 +225,8 @@ pub fn run_python(venv_python: &Path, code: &str, env: &[(&str, String)]) -> Str
 pub fn topology_python() -> PathBuf {
     repo_root().join(".venv-topology/bin/python")
 }
+
+/// A venv with redis-py 5 (RESP2 unless asked; `AUTH` rather than `HELLO 3 AUTH`).
+pub fn redis5_python() -> PathBuf {
+    repo_root().join(".venv-redis5/bin/python")
+}
