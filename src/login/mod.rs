@@ -176,17 +176,17 @@ pub async fn log_in(
     backend: TcpStream,
     greeting: &mut Vec<u8>,
 ) -> Result<LoggedIn, LoginError> {
-    match target.protocol {
-        Protocol::Postgres => postgres::log_in(target, login, tls, backend, greeting).await,
-        Protocol::Redis | Protocol::Tcp => {
-            let session = redis::log_in(target, login, backend).await?;
-            Ok(LoggedIn {
-                backend: Backend::Redis(Box::new(session)),
-                issued: None,
-                consumed: 0,
-            })
-        }
-    }
+    let logged_in = match target.protocol {
+        Protocol::Postgres => postgres::log_in(target, login, tls, backend, greeting).await?,
+        Protocol::Redis | Protocol::Tcp => LoggedIn {
+            backend: Backend::Redis(Box::new(redis::log_in(target, login, backend).await?)),
+            issued: None,
+            consumed: 0,
+        },
+    };
+    let user = login.user.as_deref().unwrap_or("default");
+    tracing::debug!(user, "the gateway logged in to the backend for the client");
+    Ok(logged_in)
 }
 
 /// Runs `attempt` with the current password, then the previous one, on a new backend
