@@ -69,8 +69,13 @@ pub fn postgres(method: &str) -> Postgres {
 
 /// psql as `postgres` over the Unix socket; trimmed unaligned output.
 pub fn admin_sql(pg: &Postgres, sql: &str) -> String {
+    admin_sql_in(pg, "postgres", sql)
+}
+
+/// `admin_sql` in database `db`.
+pub fn admin_sql_in(pg: &Postgres, db: &str, sql: &str) -> String {
     let conninfo = format!(
-        "host={} port={} user=postgres dbname=postgres",
+        "host={} port={} user=postgres dbname={db}",
         pg.dir.path().display(),
         pg.port
     );
