@@ -97,10 +97,23 @@ def secret_files(volume):
 def check_tls_paths(pod, container, tls):
     """Every tls.* path of a config is a file some Secret volume provides."""
     for field, path in tls.items():
-        mount = mount_for(container, path)
-        files = secret_files(volume_named(pod, mount["name"]))
-        rel = os.path.relpath(path, mount["mountPath"])
-        require(rel in files, f"tls.{field} {path}: volume {mount['name']} has no file {rel}")
+        check_secret_path(pod, container, f"tls.{field}", path)
+
+
+def check_secret_path(pod, container, key, path):
+    """`path` is a file some Secret volume provides, mounted whole (a subPath mount would
+    never see the Secret's updates)."""
+    mount = mount_for(container, path)
+    require("subPath" not in mount, f"{key} {path}: volume {mount['name']} is mounted by subPath")
+    files = secret_files(volume_named(pod, mount["name"]))
+    rel = os.path.relpath(path, mount["mountPath"])
+    require(rel in files, f"{key} {path}: volume {mount['name']} has no file {rel}")
+
+
+def password_files(config):
+    """(key, path) of every routes[].login.password_file of a gateway config."""
+    return [(f"routes[{i}].login.password_file", r["login"]["password_file"])
+            for i, r in enumerate(config.get("routes", [])) if "login" in r]
 
 
 # ---------------------------------------------------------------- properties
@@ -150,6 +163,8 @@ def check_gateway_config(pub, binary):
             pass
     require(cfg["tls"].get("client_ca"), "gateway config: set tls.client_ca (mutual TLS)")
     check_tls_paths(pub.pod, pub.container, cfg["tls"])
+    for key, path in password_files(cfg):
+        check_secret_path(pub.pod, pub.container, key, path)
     allow = [a for r in cfg["routes"] for a in r.get("allow", []) if a.startswith("dns:")]
     names = [n for r in cfg["routes"] for n in r["server_names"]]
     run_check(binary, "gateway", cfg, names, allow[0][4:] if allow else "worker.example.com")
@@ -272,6 +287,21 @@ def check_worker(docs, pub, binary):
                     f"sidecar {probe} is not on the config's admin port")
     check_tls_paths(pod, sidecar, cfg["tls"])
     run_check(binary, "sidecar", cfg, sorted(hosts), "worker.example.com")
+    check_worker_urls(pod, pub)
+
+
+def check_worker_urls(pod, pub):
+    """With a gateway that logs in for the workers, no worker URL carries a password, and no
+    worker container is handed one."""
+    if not password_files(pub.config):
+        return
+    for c in pod["containers"]:
+        for env in c.get("env", []):
+            value = env.get("value", "")
+            userinfo = value.split("://", 1)[1].split("@", 1)[0] if "://" in value and "@" in value else ""
+            require(":" not in userinfo, f"worker {c['name']}: {env['name']} carries a password")
+            require("secretKeyRef" not in env.get("valueFrom", {}),
+                    f"worker {c['name']}: {env['name']} comes from a Secret; the gateway logs in")
 
 
 def check_kustomizations():
@@ -460,6 +490,11 @@ def mutations():
          lambda d: sidecar_cfg(d, lambda c: c["tunnels"][0].update(listen="0.0.0.0:6379"))),
         ("sidecar tunnel to an IP:port",
          lambda d: sidecar_cfg(d, lambda c: c["tunnels"][0].update(connect="10.0.0.1:443"))),
+        ("login password file outside the Secret mount",
+         lambda d: gw_cfg(d, lambda c: c["routes"][0]["login"].update(password_file="/tmp/pw"))),
+        ("password in a worker URL",
+         lambda d: worker(d)["spec"]["template"]["spec"]["containers"][0]["env"][0]
+         .update(value="redis://:secret@localhost:6379/0")),
         ("sidecar as an ordinary init container",
          lambda d: worker(d)["spec"]["template"]["spec"]["initContainers"][0].pop("restartPolicy")),
     ]

@@ -88,6 +88,11 @@ def run_check(binary, role, config, server_names, client_name):
             target.write_bytes((Path(tmp) / source[field]).read_bytes())
             target.chmod(0o600)
             rewritten["tls"][field] = str(target)
+        for i, route in enumerate(rewritten.get("routes", [])):
+            if "login" in route:
+                target = Path(tmp) / f"login-{i}"
+                target.write_text("throwaway\n")
+                route["login"]["password_file"] = str(target)
         cfg = Path(tmp) / f"{role}.yaml"
         cfg.write_text(yaml.safe_dump(rewritten))
         proc = subprocess.run([binary, role, "--config", str(cfg), "--check"],
