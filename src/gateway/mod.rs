@@ -15,16 +15,20 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
+use crate::config::Timeouts;
 use crate::config::{self, ConfigError, GatewayConfig};
 use crate::listener;
-use crate::login::{CancelKeys, Login};
-use crate::metrics::Metrics;
+use crate::login::{self, CancelKeys, Login};
+use crate::metrics::{Metrics, RouteLabel};
 use crate::probe;
 use crate::reload::{Fingerprints, Live};
 use crate::shutdown::Serving;
 use crate::tls::expiry::{self, Role};
 use crate::tls::server::ServerTls;
-use routing::RouteTable;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use routing::{Route, RouteTable};
+use std::future::Future;
 
 pub use refusal::Refusal;
 
@@ -72,8 +76,28 @@ impl Gateway {
         }
         self.health.set_started();
         if !self.snapshot().config.timeouts.probe_interval.is_zero() {
-            tokio::spawn(self.clone().probe_backends(serving.accept.clone()));
-            tokio::spawn(self.clone().probe_logins(serving.accept.clone()));
+            let stop = serving.accept.clone();
+            let backends = |route: Arc<Route>, t: Timeouts| {
+                Some(async move { probe::backend(route.protocol, &route.backend, t.connect).await })
+            };
+            tokio::spawn(self.clone().probe_routes(
+                stop.clone(),
+                "backend",
+                |m| &m.far_side_up,
+                backends,
+            ));
+            // The gateway's own login, as clients' connections would do it.
+            let logins = |route: Arc<Route>, t: Timeouts| {
+                let login = route.login.clone()?;
+                let deadline = t.connect + t.handshake;
+                Some(
+                    async move { login::probe(route.protocol, &route.backend, &login, deadline).await },
+                )
+            };
+            tokio::spawn(
+                self.clone()
+                    .probe_routes(stop, "login", |m| &m.login_up, logins),
+            );
         }
         let (accept, tracker) = (serving.accept.clone(), serving.tracker.clone());
         let limit = serving.connections.clone();
@@ -83,51 +107,33 @@ impl Gateway {
         .await;
     }
 
-    /// Probes every backend each interval; results go to metrics and `/readyz` detail but do
-    /// not gate readiness: one backend down must not take the other routes out of service.
-    async fn probe_backends(self: Arc<Self>, stop: CancellationToken) {
+    /// Runs `probe` on every route it applies to (`Some`) each interval; results go to the
+    /// `/readyz` checks `<kind>:<route>` and `gauge`, but never gate readiness: one backend
+    /// down must not take the other routes out of service.
+    async fn probe_routes<P, F, E>(
+        self: Arc<Self>,
+        stop: CancellationToken,
+        kind: &'static str,
+        gauge: fn(&Metrics) -> &Family<RouteLabel, Gauge>,
+        probe: P,
+    ) where
+        P: Fn(Arc<Route>, Timeouts) -> Option<F>,
+        F: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         let reporter = probe::Reporter {
             health: &self.health,
-            gauge: &self.metrics.far_side_up,
-            kind: "backend",
+            gauge: gauge(&self.metrics),
+            kind,
             gating: false,
         };
         let round = || {
             let snapshot = self.snapshot();
             let timeouts = snapshot.config.timeouts;
-            let probes = snapshot.routes.routes().map(|route| {
-                let (name, route) = (route.name.clone(), route.clone());
-                let probe = async move {
-                    probe::backend(route.protocol, &route.backend, timeouts.connect).await
-                };
-                (name, probe)
-            });
-            (timeouts.probe_interval, probes.collect())
-        };
-        reporter.run(stop, round).await;
-    }
-
-    /// Logs in to the backend of every login route each interval, as clients' connections
-    /// would: `/readyz` detail and `login_up`, not gating readiness (as backend probes).
-    async fn probe_logins(self: Arc<Self>, stop: CancellationToken) {
-        let reporter = probe::Reporter {
-            health: &self.health,
-            gauge: &self.metrics.login_up,
-            kind: "login",
-            gating: false,
-        };
-        let round = || {
-            let snapshot = self.snapshot();
-            let timeouts = snapshot.config.timeouts;
-            let probes = snapshot.routes.routes().filter_map(|route| {
-                let (login, route) = (route.login.clone()?, route.clone());
-                let name = route.name.clone();
-                let probe = async move {
-                    let deadline = timeouts.connect + timeouts.handshake;
-                    crate::login::probe(route.protocol, &route.backend, &login, deadline).await
-                };
-                Some((name, probe))
-            });
+            let probes = snapshot
+                .routes
+                .routes()
+                .filter_map(|route| Some((route.name.clone(), probe(route.clone(), timeouts)?)));
             (timeouts.probe_interval, probes.collect())
         };
         reporter.run(stop, round).await;

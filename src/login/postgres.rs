@@ -144,8 +144,11 @@ fn push_param(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     }
 }
 
+/// A startup parameter: name and value.
+type Param<'a> = (&'a [u8], &'a [u8]);
+
 /// The name/value pairs of a StartupMessage body, which ends with an empty name.
-fn params(mut body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, LoginError> {
+fn params(mut body: &[u8]) -> Result<Vec<Param<'_>>, LoginError> {
     let malformed = || LoginError::Client("startup parameters are not NUL-terminated pairs".into());
     let mut pairs = Vec::new();
     loop {
