@@ -2,7 +2,7 @@
 # Benchmark snigate against stunnel, HAProxy, nginx and the servers' own TLS across an
 # emulated WAN link (bench/wanlink: RTT/2 per direction, TCP handshake charged).
 #
-#   bench/wan.sh            full run: 3 interleaved rounds (about 30 min on 2 cores)
+#   bench/wan.sh            full run: 3 interleaved rounds (about 25 min on 2 cores)
 #   bench/wan.sh --quick    smoke run: 1 round, small counts (about 4 min)
 #
 # Options:
@@ -22,8 +22,8 @@
 # Environment:
 #   CARGO_TARGET_DIR      where cargo builds snigate and the link (default: target/ of each)
 #   SNIGATE_BIN           use this binary, do not build it (SNIGATE_REV: its name in the report)
-#   BENCH_WAN_PORT_BASE   first port base tried (default 38000; the first free block of 90
-#                         ports in steps of 100 is used)
+#   BENCH_WAN_PORT_BASE   first port base tried (default 28000, below the ephemeral ports;
+#                         the first free block of 90 ports, in steps of 100, is used)
 #   BENCH_SNIGATE_WORKERS runtime.worker_threads of the snigate chains (default 1)
 #   BENCH_SNIGATE_LOG     RUST_LOG for snigate (default warn)
 #
@@ -188,7 +188,7 @@ for tool in redis-server redis-benchmark redis-cli psql stunnel haproxy nginx op
 done
 build
 
-PORT_BASE="$(pick_port_base "${BENCH_WAN_PORT_BASE:-38000}")" || die "no free block of ports found"
+PORT_BASE="$(pick_port_base "${BENCH_WAN_PORT_BASE:-28000}")" || die "no free block of ports found"
 REDIS_PORT=$((PORT_BASE + 1)) PG_PORT=$((PORT_BASE + 2)) REDIS_TLS_PORT=$((PORT_BASE + 3))
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-wan.XXXXXX")"
 chmod 755 "$W" # PostgreSQL runs as the postgres user and needs to reach its data dir
@@ -223,6 +223,7 @@ for c in "${CHAINS[@]}"; do
         snigate-login) why="$(feature_missing gateway)" ;;
     esac
     if [[ -n "$why" ]]; then
+        why="${why//"$W/"/}" # the report is committed: no paths of this machine in it
         note "$c: n/a: $why"
         META_LINES+=("na.$c=$why")
     else

@@ -7,6 +7,7 @@ Ratios are to the best peer (stunnel, haproxy, nginx) of the same run.
 """
 import argparse
 import json
+import re
 import shutil
 import statistics
 from collections import defaultdict
@@ -15,6 +16,7 @@ from pathlib import Path
 ALL_CHAINS = ["plain", "snigate", "snigate-warm", "snigate-login", "stunnel", "haproxy", "nginx", "backend-tls"]
 PEERS = ["stunnel", "haproxy", "nginx"]
 SNIGATES = ["snigate", "snigate-warm", "snigate-login"]
+NEEDS = {"snigate-warm": "tunnels[].warm", "snigate-login": "routes[].login"}  # keys the variants need
 LATENCY = [  # workload, label
     ("pg_scram", "new PG connection + SELECT 1, SCRAM"),
     ("pg_trust", "new PG connection + SELECT 1, trust"),
@@ -128,7 +130,8 @@ class Report:
                 [f"{label}: added RTT over plain ↓"]
                 + [f"{added[c]:+.2f}" if c in added else self.missing(c, workload) for c in self.chains]
                 + ["", "", ""]) + " |")
-        self.chart.append((label, {c: (v / self.rtt if v is not None else None) for c, v in med.items()}))
+        if floor is not None:
+            self.chart.append((label, {c: (v - floor) / self.rtt for c, v in med.items() if v is not None}))
 
     def throughput_row(self, workload, metric, label):
         cells = {c: self.throughput(c, workload, metric) for c in self.chains}
@@ -141,8 +144,14 @@ class Report:
 
         self.row(label, True, cells, show, self.per_round_ratio(True, value_of))
 
+    def header(self, chain):
+        if f"na.{chain}" in self.meta:
+            return f"{chain}: n/a (binary lacks `{NEEDS.get(chain, '?')}`)"
+        return chain
+
     def table(self):
-        head = ["metric"] + self.chains + ["best peer", "snigate ÷ best", "snigate ÷ best per round"]
+        head = ["metric"] + [self.header(c) for c in self.chains]
+        head += ["best peer", "snigate ÷ best", "snigate ÷ best per round"]
         self.lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|"]
         for workload, label in LATENCY:
             if any(self.pooled(c, workload) for c in self.chains):
@@ -154,45 +163,52 @@ class Report:
 
     def targets(self):
         """The issue's targets, judged for each snigate chain of the run."""
-        med = {(c, w): self.stat(c, w, statistics.median) for c in self.chains for w, _ in LATENCY}
-        plain = {w: med.get(("plain", w)) for w, _ in LATENCY}
-        peers_set = [self.throughput(p, "set64k", "mib_s") for p in PEERS]
-        best_set = max([v for v in peers_set if v is not None], default=None)
-        out = ["| workload | target | " + " | ".join(c for c in SNIGATES if c in self.chains) + " |",
-               "|---|---|" + "---:|" * sum(c in self.chains for c in SNIGATES)]
-
-        def added(c, w):
-            v, f = med.get((c, w)), plain.get(w)
-            return None if v is None or f is None else (v - f) / self.rtt
-
-        def judge(value, ok, text):
-            return "–" if value is None else f"{text} {'yes' if ok else '**no**'}"
-
+        chains = [c for c in SNIGATES if c in self.chains]
         rules = [
-            ("new Redis connection + PING", "adds ≤ 0.3 RTT",
-             lambda c: (lambda a: judge(a, a is not None and a <= 0.3, f"{a:+.2f} RTT" if a is not None else ""))(added(c, "redis"))),
-            ("new PG connection + SELECT 1, trust", "adds ≤ 0.3 RTT",
-             lambda c: (lambda a: judge(a, a is not None and a <= 0.3, f"{a:+.2f} RTT" if a is not None else ""))(added(c, "pg_trust"))),
-            ("new PG connection + SELECT 1, SCRAM", "adds ≤ 0.3 RTT; with login ≤ the trust floor",
-             lambda c: self.scram_target(c, med, plain, added)),
+            ("new Redis connection + PING", "adds ≤ 0.3 RTT", lambda c: self.adds_at_most(c, "redis", 0.3)),
+            ("new PG connection + SELECT 1, trust", "adds ≤ 0.3 RTT", lambda c: self.adds_at_most(c, "pg_trust", 0.3)),
+            ("new PG connection + SELECT 1, SCRAM", "adds ≤ 0.3 RTT; with login ≤ the trust floor", self.scram_target),
             ("Celery task latency", "≤ the plain floor",
-             lambda c: (lambda v: judge(v, v is not None and plain["celery"] is not None and v <= plain["celery"],
-                                        f"{fmt(v)} ms vs {fmt(plain['celery'])}" if v is not None else ""))(med.get((c, "celery")))),
-            ("64 KiB SET MiB/s", "≥ the best peer",
-             lambda c: (lambda v: judge(v, v is not None and best_set is not None and v >= best_set,
-                                        f"{fmt(v)} vs {fmt(best_set)}" if v is not None else ""))(self.throughput(c, "set64k", "mib_s"))),
+             lambda c: self.at_most(c, "celery", self.median("plain", "celery"), "plain")),
+            ("64 KiB SET MiB/s", "≥ the best peer", self.set_target),
         ]
-        for name, target, fn in rules:
-            out.append(f"| {name} | {target} | " + " | ".join(fn(c) for c in SNIGATES if c in self.chains) + " |")
+        out = ["| workload | target | " + " | ".join(self.header(c) for c in chains) + " |",
+               "|---|---|" + "---:|" * len(chains)]
+        for name, target, judge in rules:
+            out.append(f"| {name} | {target} | " + " | ".join(judge(c) for c in chains) + " |")
         return "\n".join(out)
 
-    def scram_target(self, c, med, plain, added):
-        if c == "snigate-login":
-            v, floor = med.get((c, "pg_scram")), plain.get("pg_trust")
-            ok = v is not None and floor is not None and v <= floor
-            return "–" if v is None else f"{fmt(v)} ms vs trust floor {fmt(floor)} {'yes' if ok else '**no**'}"
-        a = added(c, "pg_scram")
-        return "–" if a is None else f"{a:+.2f} RTT {'yes' if a <= 0.3 else '**no**'}"
+    def median(self, chain, workload):
+        return self.stat(chain, workload, statistics.median)
+
+    def adds_at_most(self, chain, workload, limit):
+        v, floor = self.median(chain, workload), self.median("plain", workload)
+        if v is None or floor is None:
+            return "–"
+        added = (v - floor) / self.rtt
+        return f"{added:+.2f} RTT {verdict(added <= limit)}"
+
+    def at_most(self, chain, workload, limit, what):
+        v = self.median(chain, workload)
+        if v is None or limit is None:
+            return "–"
+        return f"{fmt(v)} ms vs {what} {fmt(limit)} {verdict(v <= limit)}"
+
+    def scram_target(self, chain):
+        if chain == "snigate-login":
+            return self.at_most(chain, "pg_scram", self.median("plain", "pg_trust"), "the trust floor")
+        return self.adds_at_most(chain, "pg_scram", 0.3)
+
+    def set_target(self, chain):
+        v = self.throughput(chain, "set64k", "mib_s")
+        best, who = best_peer({p: self.throughput(p, "set64k", "mib_s") for p in PEERS}, True)
+        if v is None or best is None:
+            return "–"
+        return f"{fmt(v)} vs {who} {fmt(best)} {verdict(v >= best)}"
+
+
+def verdict(ok):
+    return "yes" if ok else "**no**"
 
 
 def chart(report, path, title):
@@ -203,33 +219,34 @@ def chart(report, path, title):
 
     colors = {"plain": "#000000", "snigate": "#d62728", "snigate-warm": "#ff7f0e", "snigate-login": "#ff9896",
               "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c", "backend-tls": "#9467bd"}
-    chains = [c for c in report.chains if c in colors]
-    rows = report.chart
-    tput = [(label, {c: report.throughput(c, w, m) for c in chains}) for w, m, label in THROUGHPUT]
-    fig, axes = plt.subplots(1, 2, figsize=(15, 1.1 * max(len(rows), 2) + 2.2),
+    ran = [c for c in report.chains if c in colors and f"na.{c}" not in report.meta]
+    added = [(label, vals) for label, vals in report.chart]
+    tput = [(label, {c: report.throughput(c, w, m) for c in ran}) for w, m, label in THROUGHPUT]
+    fig, axes = plt.subplots(1, 2, figsize=(15, 0.22 * len(ran) * max(len(added), len(tput), 1) + 2.2),
                              gridspec_kw={"width_ratios": [3, 2]})
-    bar = 0.8 / len(chains)
-    for ax, groups, xlabel in ((axes[0], rows, "median, in round trips (median ÷ RTT)"),
-                               (axes[1], tput, "ratio to the best peer")):
+    panels = ((axes[0], added, [c for c in ran if c != "plain"], "round trips added over plain ((median − plain) ÷ RTT)"),
+              (axes[1], tput, ran, "ratio to the best peer (higher is better)"))
+    for ax, groups, chains, xlabel in panels:
+        bar = 0.8 / max(len(chains), 1)
         for i, c in enumerate(chains):
             ys = [j + (i - (len(chains) - 1) / 2) * bar for j in range(len(groups))]
-            if ax is axes[1]:
-                xs = []
-                for _, vals in groups:
-                    best, _ = best_peer(vals, True)
-                    xs.append((vals.get(c) or 0) / best if best else 0)
-            else:
-                xs = [vals.get(c) or 0 for _, vals in groups]
+            xs = []
+            for _, vals in groups:
+                best, _ = best_peer(vals, True) if ax is axes[1] else (1, None)
+                xs.append((vals.get(c) or 0) / best if best else 0)
             ax.barh(ys, xs, height=bar, color=colors[c], label=c)
         ax.set_yticks(range(len(groups)))
         ax.set_yticklabels([g[0] for g in groups], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+    target = axes[0].axvline(0.3, color="black", lw=1, ls=":")
     axes[1].axvline(1.0, color="black", lw=0.8)
-    axes[0].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles + [target], labels + ["issue 11 target: ≤ 0.3 added"], loc="lower center",
+               ncol=len(labels) + 1, fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
 
 
@@ -237,12 +254,20 @@ def rtt_check_text(meta):
     if "rtt_check" not in meta:
         return ""
     r = json.loads(meta["rtt_check"])
-    return (f"Link check (echo through the link): ping-pong median {r['ping_pong_median_ms']:.2f} ms, "
-            f"p90 {r['ping_pong_p90_ms']:.2f} ms over {r['ping_pong_n']} "
-            f"({r['ping_pong_error'] * 100:+.1f} % vs the nominal {r['rtt_ms']:g} ms); a new connection's "
+    added = ""
+    if "link_added_ms" in r:
+        added = (f"; straight to the echo server {r['direct_ping_pong_median_ms']:.2f} ms, so the link adds "
+                 f"{r['link_added_ms']:.2f} ms ({r['link_error'] * 100:+.1f} % vs the nominal {r['rtt_ms']:g} ms)")
+    return (f"Link check (an echo server behind the link): ping-pong median {r['ping_pong_median_ms']:.2f} ms, "
+            f"p90 {r['ping_pong_p90_ms']:.2f} ms over {r['ping_pong_n']}{added}; a new connection's "
             f"first echo {r['new_conn_first_echo_median_ms']:.1f} ms (expected {r['new_conn_expected_ms']:g}: "
             f"handshake + exchange); half-close passed back in {r['half_close_ms']:.1f} ms; "
             f"bulk echo {r['bulk_mib_s']:.0f} MiB/s per direction.")
+
+
+def why(message):
+    """The binary's refusal, without the work directory's path."""
+    return re.sub(r"\S*/(probe-\w+\.yaml)", r"\1", message)
 
 
 def main():
@@ -258,7 +283,8 @@ def main():
     chains = [c for c in ALL_CHAINS if c in present or f"na.{c}" in meta]
     report = Report(samples, values, failed, meta, chains)
     body = report.table()
-    na = "".join(f"- `{c}`: n/a — the binary refuses the key: {meta['na.' + c]}\n" for c in chains if f"na.{c}" in meta)
+    na = "".join(f"- `{c}`: n/a, the binary lacks `{NEEDS.get(c, '?')}`; `--check` said: {why(meta['na.' + c])}\n"
+                 for c in chains if f"na.{c}" in meta)
     md = f"""# snigate across a WAN — {a.stamp}
 
 Emulated link (bench/wanlink): RTT {meta.get('rtt_ms')} ms (RTT/2 each way, TCP handshake

@@ -5,8 +5,10 @@ Runs an echo server on --echo-port (the link's check route relays --link-port to
 through the link: ping-pongs of one byte on an open connection (each should take one RTT),
 new connections up to their first echo (two RTT with the handshake charged: connect, then
 the exchange), a half-close (the server must see EOF and close), and a bulk transfer (at most
-window / RTT per direction). Prints one JSON object; exits 1 when the ping-pong median is
-more than --tolerance off.
+window / RTT per direction). The ping-pongs alternate with ones straight to the echo server,
+so what the link adds is told apart from the time this client and the echo server take to
+be scheduled on a busy machine. Prints one JSON object; exits 1 when what the link adds is
+more than --tolerance off the RTT in each of --attempts tries.
 """
 import argparse
 import json
@@ -44,15 +46,18 @@ def exchange(s):
         raise RuntimeError("echo through the link returned something else")
 
 
-def ping_pongs(port, n):
-    with connect(port) as s:
-        exchange(s)
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            exchange(s)
-            times.append(time.perf_counter() - t0)
-    return times
+def timed_exchange(s):
+    t0 = time.perf_counter()
+    exchange(s)
+    return time.perf_counter() - t0
+
+
+def ping_pongs(link_port, echo_port, n):
+    """n ping-pongs through the link and n straight to the echo server, alternating."""
+    with connect(link_port) as linked, connect(echo_port) as direct:
+        exchange(linked)
+        pairs = [(timed_exchange(linked), timed_exchange(direct)) for _ in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def first_exchanges(port, n):
@@ -107,26 +112,33 @@ def main():
     p.add_argument("--handshake", type=int, default=1, help="1: the link charges the TCP handshake")
     p.add_argument("-n", type=int, default=40)
     p.add_argument("--tolerance", type=float, default=0.03)
+    p.add_argument("--attempts", type=int, default=3)
     a = p.parse_args()
 
     listener = socket.create_server(("127.0.0.1", a.echo_port))
     threading.Thread(target=serve_echo, args=(listener,), daemon=True).start()
 
-    rtt = a.rtt_ms / 1000
-    pp = ping_pongs(a.link_port, a.n)
+    for attempt in range(1, a.attempts + 1):
+        pp, direct = ping_pongs(a.link_port, a.echo_port, a.n)
+        added = statistics.median(pp) - statistics.median(direct)
+        if abs(added * 1000 / a.rtt_ms - 1) <= a.tolerance:
+            break
     fx = first_exchanges(a.link_port, max(5, a.n // 4))
     out = {
         "rtt_ms": a.rtt_ms,
         "ping_pong_median_ms": statistics.median(pp) * 1000,
         "ping_pong_p90_ms": statistics.quantiles(pp, n=10)[-1] * 1000,
         "ping_pong_n": len(pp),
+        "direct_ping_pong_median_ms": statistics.median(direct) * 1000,
+        "link_added_ms": added * 1000,
+        "attempts": attempt,
         "new_conn_first_echo_median_ms": statistics.median(fx) * 1000,
         "new_conn_expected_ms": a.rtt_ms * (2 if a.handshake else 1),
         "half_close_ms": half_close(a.link_port) * 1000,
         "bulk_mib_s": bulk(a.link_port),
     }
-    out["ping_pong_error"] = out["ping_pong_median_ms"] / a.rtt_ms - 1
-    out["ok"] = abs(out["ping_pong_error"]) <= a.tolerance
+    out["link_error"] = out["link_added_ms"] / a.rtt_ms - 1
+    out["ok"] = abs(out["link_error"]) <= a.tolerance
     print(json.dumps(out))
     sys.exit(0 if out["ok"] else 1)
 

@@ -32,10 +32,13 @@ wan_ports() {
     done
 }
 
-# pick_port_base FIRST: the first base (FIRST, FIRST+100, ...) whose ports nothing listens on.
+# pick_port_base FIRST: the first base (FIRST, FIRST+100, ...) whose ports no socket uses
+# (listening or connected; a connection's local port blocks a listener too). Keep FIRST
+# below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768+ by default), where
+# a client's connect could take one of our ports at any moment.
 pick_port_base() {
     local base="$1" taken p free
-    taken=" $(ss -Hltn | awk '{ n = split($4, a, ":"); printf "%s ", a[n] }')"
+    taken=" $(ss -Htan | awk '$1 != "TIME-WAIT" { n = split($4, a, ":"); printf "%s ", a[n] }')"
     for ((; base < 65000; base += 100)); do
         free=1
         for p in $(wan_ports "$base"); do
