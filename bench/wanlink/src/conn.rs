@@ -97,3 +97,7 @@ fn finish(end: End, dst: &TcpStream, src: &TcpStream, abort: &Notify) {
     let _ = reset.set_zero_linger();
     abort.notify_one();
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
