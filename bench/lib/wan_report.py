@@ -13,6 +13,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import wan_chart
+
 ALL_CHAINS = ["plain", "snigate", "snigate-warm", "snigate-login", "stunnel", "haproxy", "nginx", "backend-tls"]
 PEERS = ["stunnel", "haproxy", "nginx"]
 SNIGATES = ["snigate", "snigate-warm", "snigate-login"]
@@ -211,45 +213,6 @@ def verdict(ok):
     return "yes" if ok else "**no**"
 
 
-def chart(report, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"plain": "#000000", "snigate": "#d62728", "snigate-warm": "#ff7f0e", "snigate-login": "#ff9896",
-              "stunnel": "#7f7f7f", "haproxy": "#1f77b4", "nginx": "#2ca02c", "backend-tls": "#9467bd"}
-    ran = [c for c in report.chains if c in colors and f"na.{c}" not in report.meta]
-    added = [(label, vals) for label, vals in report.chart]
-    tput = [(label, {c: report.throughput(c, w, m) for c in ran}) for w, m, label in THROUGHPUT]
-    fig, axes = plt.subplots(1, 2, figsize=(15, 0.22 * len(ran) * max(len(added), len(tput), 1) + 2.2),
-                             gridspec_kw={"width_ratios": [3, 2]})
-    panels = ((axes[0], added, [c for c in ran if c != "plain"], "round trips added over plain ((median − plain) ÷ RTT)"),
-              (axes[1], tput, ran, "ratio to the best peer (higher is better)"))
-    for ax, groups, chains, xlabel in panels:
-        bar = 0.8 / max(len(chains), 1)
-        for i, c in enumerate(chains):
-            ys = [j + (i - (len(chains) - 1) / 2) * bar for j in range(len(groups))]
-            xs = []
-            for _, vals in groups:
-                best, _ = best_peer(vals, True) if ax is axes[1] else (1, None)
-                xs.append((vals.get(c) or 0) / best if best else 0)
-            ax.barh(ys, xs, height=bar, color=colors[c], label=c)
-        ax.set_yticks(range(len(groups)))
-        ax.set_yticklabels([g[0] for g in groups], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel(xlabel, fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    target = axes[0].axvline(0.3, color="black", lw=1, ls=":")
-    axes[1].axvline(1.0, color="black", lw=0.8)
-    handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles + [target], labels + ["issue 11 target: ≤ 0.3 added"], loc="lower center",
-               ncol=len(labels) + 1, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-
-
 def rtt_check_text(meta):
     if "rtt_check" not in meta:
         return ""
@@ -313,7 +276,14 @@ the rounds. Best peer: the best of stunnel, haproxy, nginx. Method: [bench/READM
     out.mkdir(parents=True, exist_ok=True)
     (out / f"wan-{a.stamp}.md").write_text(md)
     shutil.copyfile(out / f"wan-{a.stamp}.md", out / "wan-latest.md")
-    chart(report, out / "wan-latest.png", f"snigate across a WAN (RTT {meta.get('rtt_ms')} ms), {a.stamp}")
+    ran = [c for c in chains if f"na.{c}" not in meta]
+    ratios = []
+    for workload, metric, label in THROUGHPUT:
+        values = {c: report.throughput(c, workload, metric) for c in ran}
+        best, _ = best_peer(values, True)
+        ratios.append((label, {c: v / best for c, v in values.items() if v is not None and best}))
+    wan_chart.chart(ran, report.chart, ratios, out / "wan-latest.png",
+                    f"snigate across a WAN (RTT {meta.get('rtt_ms')} ms), {a.stamp}")
 
 
 if __name__ == "__main__":
