@@ -25,6 +25,13 @@ CLIENT_NAME=worker.bench.test
 TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
 
 declare -A CLIENT_PIDS=() SERVER_PIDS=() PORT_REDIS=() PORT_PG=() PORT_REDIS_FULL=() PORT_SERVER=()
+# Optional, per chain: the port its client side connects to instead of its server side's
+# (bench/wan.sh puts an emulated WAN link there); YAML lines added to every snigate tunnel
+# and to the snigate postgres route (features a chain variant switches on).
+declare -A PORT_UPSTREAM=() SNIGATE_TUNNEL_YAML=() SNIGATE_PG_ROUTE_YAML=()
+
+# upstream_port CHAIN: where the chain's client side connects.
+upstream_port() { echo "${PORT_UPSTREAM[$1]:-${PORT_SERVER[$1]}}"; }
 
 chain_ports() {
     local chain="$1" i
@@ -71,7 +78,9 @@ start_chain() {
 # `snigate-mt` is the same with two, to compare runtime layouts in one run.
 start_snigate() {
     local chain="$1" threads="$2"
-    local d="$W/$chain" s="${PORT_SERVER[$chain]}"
+    local d="$W/$chain" s="${PORT_SERVER[$chain]}" up
+    local tunnel_extra="${SNIGATE_TUNNEL_YAML[$chain]:-}" pg_extra="${SNIGATE_PG_ROUTE_YAML[$chain]:-}"
+    up="$(upstream_port "$chain")"
     cat >"$d/gateway.yaml" <<YAML
 listen: 127.0.0.1:$s
 runtime:
@@ -89,6 +98,7 @@ routes:
     server_names: [$PG_SNI]
     protocol: postgres
     backend: 127.0.0.1:$PG_PORT
+$pg_extra
 YAML
     cat >"$d/sidecar.yaml" <<YAML
 runtime:
@@ -101,20 +111,23 @@ tunnels:
   - name: redis
     listen: 127.0.0.1:${PORT_REDIS[$chain]}
     protocol: redis
-    connect: 127.0.0.1:$s
+    connect: 127.0.0.1:$up
     server_name: $REDIS_SNI
+$tunnel_extra
   - name: postgres
     listen: 127.0.0.1:${PORT_PG[$chain]}
     protocol: postgres
-    connect: 127.0.0.1:$s
+    connect: 127.0.0.1:$up
     server_name: $PG_SNI
+$tunnel_extra
   # the full-handshake workload: every connection of this tunnel does a full handshake
   - name: redis-full
     listen: 127.0.0.1:${PORT_REDIS_FULL[$chain]}
     protocol: redis
-    connect: 127.0.0.1:$s
+    connect: 127.0.0.1:$up
     server_name: $REDIS_SNI
     session_resumption: false
+$tunnel_extra
 YAML
     start_bg "$chain-gateway" "$d/gateway.log" env RUST_LOG="$SNIGATE_LOG" \
         "$SNIGATE_BIN" gateway --config "$d/gateway.yaml"
@@ -134,7 +147,7 @@ stunnel_client_service() {
 [$name]
 client = yes
 accept = 127.0.0.1:$port
-connect = 127.0.0.1:${PORT_SERVER[stunnel]}
+connect = 127.0.0.1:$(upstream_port stunnel)
 sni = $sni
 checkHost = $sni
 verifyChain = yes
@@ -215,7 +228,7 @@ frontend fe_$name
     default_backend be_$name
 
 backend be_$name
-    server gw 127.0.0.1:${PORT_SERVER[haproxy]} ssl verify required ca-file $PKI/ca.crt crt $W/haproxy/client.pem sni str($sni) verifyhost $sni$extra
+    server gw 127.0.0.1:$(upstream_port haproxy) ssl verify required ca-file $PKI/ca.crt crt $W/haproxy/client.pem sni str($sni) verifyhost $sni$extra
 CONF
 }
 
@@ -274,7 +287,7 @@ nginx_client_server() {
     local name="$1" port="$2" sni="$3" reuse="$4"
     cat <<CONF
     # its own upstream block, so its TLS sessions are never offered under another name
-    upstream up_$name { server 127.0.0.1:${PORT_SERVER[nginx]}; }
+    upstream up_$name { server 127.0.0.1:$(upstream_port nginx); }
     server {
         listen 127.0.0.1:$port;
         proxy_pass up_$name;
