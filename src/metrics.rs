@@ -117,7 +117,42 @@ pub struct Metrics {
     pub far_side_up: Family<RouteLabel, Gauge>,
     /// 1 when the gateway's last probe login to the backend of a `login` route succeeded.
     pub login_up: Family<RouteLabel, Gauge>,
+    /// Warm connections: the sidecar's pool, the gateway's connections waiting for START.
+    pub warm: Warm,
     registry: Registry,
+}
+
+/// `snigate/1` connections kept ready before a client needs them.
+#[derive(Default)]
+pub struct Warm {
+    /// Sidecar: idle connections ready to carry a client now.
+    pub ready: Family<RouteLabel, Gauge>,
+    /// Sidecar: clients that got a ready connection.
+    pub hits: Family<RouteLabel, Counter>,
+    /// Sidecar: clients that found none ready and dialled.
+    pub misses: Family<RouteLabel, Counter>,
+    /// Sidecar: ready connections closed unused, by reason.
+    pub discarded: Family<ReasonLabel, Counter>,
+    /// Gateway: `snigate/1` connections waiting for START (warm ones and probes).
+    pub waiting: Family<RouteLabel, Gauge>,
+}
+
+impl Warm {
+    fn register(&self, r: &mut Registry) {
+        let ready = ("warm_ready", "Warm connections ready to carry a client");
+        r.register(ready.0, ready.1, self.ready.clone());
+        let hits = ("warm_hits", "Clients that got a warm connection");
+        r.register(hits.0, hits.1, self.hits.clone());
+        let misses = ("warm_misses", "Clients that found no warm connection ready");
+        r.register(misses.0, misses.1, self.misses.clone());
+        let discarded = (
+            "warm_discarded",
+            "Warm connections closed unused, by reason",
+        );
+        r.register(discarded.0, discarded.1, self.discarded.clone());
+        let waiting = ("warm_waiting", "snigate/1 connections waiting for START");
+        r.register(waiting.0, waiting.1, self.waiting.clone());
+    }
 }
 
 fn connect_histogram() -> Histogram {
@@ -148,6 +183,7 @@ impl Metrics {
             route_limit: Family::default(),
             far_side_up: Family::default(),
             login_up: Family::default(),
+            warm: Warm::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -223,6 +259,7 @@ impl Metrics {
             "The role and version of this process; alert rules join on its role",
             Info::new(InfoLabel { role, version }),
         );
+        m.warm.register(r);
         // Series that alert rules compare against exist from the start, at zero.
         for what in ["config", "certificates", "login"] {
             for result in ["success", "failure"] {
@@ -300,7 +337,7 @@ impl Metrics {
 
 /// Counts a connection as open for as long as it lives.
 pub struct OpenGuard {
-    gauge: Gauge,
+    _open: Raised,
 }
 
 impl OpenGuard {
@@ -308,14 +345,26 @@ impl OpenGuard {
     pub fn new(metrics: &Metrics, route: &str) -> OpenGuard {
         let label = Metrics::route(route);
         metrics.accepted.get_or_create(&label).inc();
-        let gauge = metrics.open.get_or_create(&label).clone();
-        gauge.inc();
-        OpenGuard { gauge }
+        OpenGuard {
+            _open: Raised::new(&metrics.open, &label),
+        }
     }
 }
 
-impl Drop for OpenGuard {
+/// Holds a gauge one higher for as long as it lives.
+pub struct Raised(Gauge);
+
+impl Raised {
+    /// Raises the gauge of `label` in `family` until dropped.
+    pub fn new(family: &Family<RouteLabel, Gauge>, label: &RouteLabel) -> Raised {
+        let gauge = family.get_or_create(label).clone();
+        gauge.inc();
+        Raised(gauge)
+    }
+}
+
+impl Drop for Raised {
     fn drop(&mut self) {
-        self.gauge.dec();
+        self.0.dec();
     }
 }

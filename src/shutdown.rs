@@ -18,6 +18,9 @@ use crate::config::{Limits, Timeouts};
 pub struct Serving {
     /// Cancelled to stop accepting (drain starts).
     pub accept: CancellationToken,
+    /// Cancelled when the process stops accepting: connections that are at rest (a warm
+    /// connection before START, a client that has sent nothing) close at once.
+    pub drain: CancellationToken,
     /// Cancelled to close connections still open when the drain period ends.
     pub force: CancellationToken,
     /// Every connection task, so a stop can wait for them.
@@ -35,6 +38,7 @@ impl Serving {
     pub fn new(limits: Limits) -> Serving {
         Serving {
             accept: CancellationToken::new(),
+            drain: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
             listeners: TaskTracker::new(),
@@ -74,6 +78,7 @@ pub async fn stop_when(
         tokio::time::sleep(timeouts.shutdown_delay).await;
     }
     serving.accept.cancel();
+    serving.drain.cancel();
     serving.listeners.close();
     serving.listeners.wait().await;
     serving.tracker.close();

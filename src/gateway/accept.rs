@@ -48,9 +48,10 @@ pub async fn accept(
     if via_ssl_request && route.protocol != crate::config::Protocol::Postgres {
         return Err(Refusal::NotPostgres(route.name.clone()));
     }
+    let config = route.tls.for_client(start.client_hello().alpn());
     let _slot = slots.acquire().await;
     let tls = start
-        .into_stream(route.tls.clone())
+        .into_stream(config)
         .await
         .map_err(Refusal::Handshake)?;
     // Boxed: the stream (1.2 KiB) lives as long as the connection, and each step it passes

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::accept::accept;
 use super::refusal::Refusal;
 use super::routing::Route;
+use super::start::started_by_sidecar;
 use super::{Gateway, Snapshot};
 use crate::closing;
 use crate::config::Protocol;
@@ -17,6 +18,7 @@ use crate::dial::dial;
 use crate::listener::Accepted;
 use crate::login::{self, Backend, LoggedIn, Target};
 use crate::metrics::{Metrics, OpenGuard};
+use crate::protocol::snigate;
 use crate::relay::relay;
 use crate::shutdown::Serving;
 use crate::tls::identity::Identity;
@@ -57,65 +59,72 @@ async fn serve(
     // Boxed so that the handshake's state is freed once it is done rather than sized into
     // the future that lives as long as the connection.
     let handshake = Box::pin(accept(tcp, &snapshot.routes, &serving.handshakes));
-    let (route, mut tls) = tokio::time::timeout(deadline, handshake)
+    let (route, tls) = tokio::time::timeout(deadline, handshake)
         .await
         .map_err(|_| Refusal::HandshakeTimeout(deadline))
         .and_then(|accepted| accepted)
         .map_err(|refusal| (None, refusal))?;
-    let on_route = |refusal| (Some(route.name.clone()), refusal);
     let _open = OpenGuard::new(&gateway.metrics, &route.name);
+    serve_route(gateway, snapshot, &route, tls, started, serving)
+        .await
+        .map_err(|refusal| (Some(route.name.clone()), refusal))
+}
+
+/// From a finished handshake on `route` to the end of the relay.
+async fn serve_route(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    route: &Route,
+    mut tls: Box<ServerStream>,
+    started: Instant,
+    serving: &Serving,
+) -> Result<(), Refusal> {
+    let deadline = snapshot.config.timeouts.handshake;
+    let identity = describe(route, &tls);
+    let sidecar = snigate::negotiated(tls.get_ref().1.alpn_protocol());
+    if sidecar && !started_by_sidecar(gateway, route, &mut tls, serving).await? {
+        return Ok(());
+    }
     let _route_slot = match route.admit() {
         Ok(slot) => slot,
-        Err(refusal) => {
-            return Err(on_route(
-                refuse(&route, &mut tls, &[], refusal, deadline).await,
-            ))
-        }
+        Err(refusal) => return Err(refuse(route, &mut tls, &[], refusal, deadline).await),
     };
-    let span = tracing::Span::current();
-    span.record("route", route.name.as_str());
-    span.record("tls", tracing::field::display(TlsSummary(&tls)));
-    let identity = identity(&tls);
-    if let Some(id) = &identity {
-        span.record("client", tracing::field::display(id));
-    }
-    if let Err(refusal) = authorize(&route, identity.as_ref()) {
-        return Err(on_route(
-            refuse(&route, &mut tls, &[], refusal, deadline).await,
-        ));
+    if let Err(refusal) = authorize(route, identity.as_ref()) {
+        return Err(refuse(route, &mut tls, &[], refusal, deadline).await);
     }
     let first_bytes = tokio::select! {
-        greeting = greeting(&route, &mut tls) => greeting,
+        greeting = greeting(route, &mut tls) => greeting,
         _ = serving.force.cancelled() => None,
     };
-    let Some(greeting) = first_bytes else {
-        // Sidecar health probes end here every probe_interval: debug, not one line each.
-        tracing::debug!("closed before sending anything");
-        return Ok(());
-    };
+    let greeting = first_bytes.ok_or(Refusal::Silent)?;
+    forward(gateway, snapshot, route, tls, greeting, started, serving).await
+}
+
+/// Dials the backend, logs in for the client on a `login` route, sends what the client has
+/// sent so far, and relays until both sides are done.
+async fn forward(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    route: &Route,
+    mut tls: Box<ServerStream>,
+    mut greeting: Vec<u8>,
+    started: Instant,
+    serving: &Serving,
+) -> Result<(), Refusal> {
+    let deadline = snapshot.config.timeouts.handshake;
     let connect_started = Instant::now();
-    let backend = match connect(&route, snapshot.config.timeouts.connect).await {
+    let backend = match connect(route, snapshot.config.timeouts.connect).await {
         Ok(backend) => backend,
-        Err(refusal) => {
-            return Err(on_route(
-                refuse(&route, &mut tls, &greeting, refusal, deadline).await,
-            ))
-        }
+        Err(refusal) => return Err(refuse(route, &mut tls, &greeting, refusal, deadline).await),
     };
     gateway
         .metrics
         .connect_seconds
         .get_or_create(&Metrics::route(&route.name))
         .observe(connect_started.elapsed().as_secs_f64());
-    let mut greeting = greeting;
-    let logged_in = match log_in(gateway, snapshot, &route, &mut tls, backend, &mut greeting).await
-    {
+    let logged_in = match log_in(gateway, snapshot, route, &mut tls, backend, &mut greeting).await {
         Ok(logged_in) => logged_in,
-        Err(refusal) => {
-            return Err(on_route(
-                refuse(&route, &mut tls, &greeting, refusal, deadline).await,
-            ))
-        }
+        Err(refusal) => return Err(refuse(route, &mut tls, &greeting, refusal, deadline).await),
     };
     let (mut backend, _issued) = (logged_in.backend, logged_in.issued);
     let rest = &greeting[logged_in.consumed..];
@@ -135,6 +144,18 @@ async fn serve(
         started.elapsed(),
     );
     Ok(())
+}
+
+/// Records the route, TLS summary and client identity on the connection's span.
+fn describe(route: &Route, tls: &ServerStream) -> Option<Identity> {
+    let span = tracing::Span::current();
+    span.record("route", route.name.as_str());
+    span.record("tls", tracing::field::display(TlsSummary(tls)));
+    let identity = identity(tls);
+    if let Some(id) = &identity {
+        span.record("client", tracing::field::display(id));
+    }
+    identity
 }
 
 /// `TLSv1_3/TLS13_AES_128_GCM_SHA256/resumed`: what an operator checks first when a client
@@ -171,8 +192,9 @@ fn authorize(route: &Route, identity: Option<&Identity>) -> Result<(), Refusal> 
 }
 
 /// Redis and PostgreSQL clients speak first, so the backend is dialled only once the client
-/// has: a connection that only completes TLS (a health probe, a port scan) costs the backend
-/// nothing. Server-first `tcp` protocols are dialled at once. `None`: closed without a word.
+/// has: a connection that only completes TLS (a port scan) costs the backend nothing.
+/// Server-first `tcp` protocols are dialled at once (after START, for a sidecar). `None`:
+/// closed without a word.
 async fn greeting(route: &Route, tls: &mut ServerStream) -> Option<Vec<u8>> {
     if route.protocol == Protocol::Tcp {
         return Some(Vec::new());

@@ -6,6 +6,7 @@ mod connection;
 mod refusal;
 mod reload;
 pub mod routing;
+mod start;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,7 +200,7 @@ impl Snapshot {
         Ok(Snapshot {
             routes: RouteTable::new(
                 &config.routes,
-                |protocol| tls.route_config(protocol),
+                |protocol| tls.route_configs(protocol),
                 logins,
             ),
             config,

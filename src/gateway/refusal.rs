@@ -33,6 +33,8 @@ pub enum Refusal {
     Handshake(io::Error),
     #[error("client identity {0} is not in the route's allow list")]
     NotAllowed(String),
+    #[error("a snigate/1 connection began with {0:#04x}, not START")]
+    BadStart(u8),
     #[error("route at its limit of {0} connections")]
     RouteFull(usize),
     #[error("backend {addr} unreachable: {source}")]
@@ -68,6 +70,7 @@ impl Classified for Refusal {
                 crate::tls::reason::certificate_reason(e).unwrap_or("handshake_failed")
             }
             Refusal::NotAllowed(_) => "identity_not_allowed",
+            Refusal::BadStart(_) => "bad_start",
             Refusal::RouteFull(_) => "route_full",
             Refusal::Backend { .. } => "backend_unreachable",
             Refusal::Login(e) => e.reason(),

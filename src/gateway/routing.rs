@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Refusal;
 use crate::config::{AllowRule, HostPort, Protocol, RouteConfig};
 use crate::login::Login;
+use crate::tls::server::RouteTls;
 
 /// Everything the gateway needs to serve one route.
 pub struct Route {
@@ -20,8 +20,8 @@ pub struct Route {
     pub backend: HostPort,
     /// Identities admitted; empty: any verified client.
     pub allow: Vec<AllowRule>,
-    /// Its own TLS config, so sessions never resume across routes.
-    pub tls: Arc<ServerConfig>,
+    /// Its own TLS configs, so sessions never resume across routes.
+    pub tls: RouteTls,
     /// The gateway logs in to the backend for the client (`login:`).
     pub login: Option<Arc<Login>>,
     /// `max_connections` of the route, as permits; `None` when unlimited.
@@ -61,7 +61,7 @@ impl RouteTable {
     /// and each route's login, in the same order.
     pub fn new(
         routes: &[RouteConfig],
-        tls_for: impl Fn(Protocol) -> Arc<ServerConfig>,
+        tls_for: impl Fn(Protocol) -> RouteTls,
         logins: Vec<Option<Arc<Login>>>,
     ) -> RouteTable {
         let mut by_name = HashMap::new();
@@ -122,6 +122,7 @@ pub fn sanitise(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::{parse_str, GatewayConfig};
+    use rustls::ServerConfig;
 
     fn table() -> RouteTable {
         let config: GatewayConfig = parse_str(
@@ -137,7 +138,11 @@ mod tests {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new())),
         );
-        RouteTable::new(&config.routes, |_| tls.clone(), vec![None, None])
+        RouteTable::new(
+            &config.routes,
+            |_| RouteTls::new(tls.clone()),
+            vec![None, None],
+        )
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Protocol knowledge snigate needs: PostgreSQL preambles and each protocol's native error.
+//! Protocol knowledge snigate needs: PostgreSQL preambles, each protocol's native error, and
+//! `snigate/1` between sidecar and gateway.
 
 pub mod postgres;
 pub mod redis;
+pub mod snigate;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 

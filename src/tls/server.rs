@@ -3,6 +3,7 @@
 //!
 //! A config per route gives each route its own session cache, so a session established for
 //! one route can never be resumed on another (the route always follows the current SNI).
+//! Each route has a second config, sharing that cache, for sidecars that offer `snigate/1`.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::{crl, pem, provider};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
 
 use crate::config::{GatewayTls, Invalid, Protocol, RouteConfig, TlsVersion};
+use crate::protocol::snigate;
 
 /// ALPN protocol id libpq ≥ 17 offers, and requires for `sslnegotiation=direct`.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
@@ -98,8 +100,12 @@ impl ServerTls {
         Ok(())
     }
 
-    /// A fresh config (and so a fresh session cache) for one route.
-    pub fn route_config(&self, protocol: Protocol) -> Arc<ServerConfig> {
+    /// Fresh configs (and so a fresh session cache) for one route.
+    pub fn route_configs(&self, protocol: Protocol) -> RouteTls {
+        RouteTls::new(self.route_config(protocol))
+    }
+
+    fn route_config(&self, protocol: Protocol) -> Arc<ServerConfig> {
         let builder = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(super::versions(self.min_version))
             .expect("the ring provider supports TLS 1.2 and 1.3");
@@ -112,6 +118,40 @@ impl ServerTls {
             config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
         }
         Arc::new(config)
+    }
+}
+
+/// A route's two TLS configs: with `snigate/1` first in the ALPN list for clients that offer
+/// it, and the list as it always was for everyone else. One list for all would not do:
+/// rustls refuses a client whose ALPN offer shares nothing with a non-empty server list, so
+/// a Redis client offering some other protocol, served today, would be refused.
+pub struct RouteTls {
+    direct: Arc<ServerConfig>,
+    sidecar: Arc<ServerConfig>,
+}
+
+impl RouteTls {
+    /// `direct` as it is, and a copy (sharing its session cache) that prefers `snigate/1`.
+    pub fn new(direct: Arc<ServerConfig>) -> RouteTls {
+        let mut sidecar = (*direct).clone();
+        sidecar.alpn_protocols.insert(0, snigate::ALPN.to_vec());
+        RouteTls {
+            direct,
+            sidecar: Arc::new(sidecar),
+        }
+    }
+
+    /// The config for a client that offered the ALPN ids `offered` (none: `None`).
+    pub fn for_client<'a>(
+        &self,
+        offered: Option<impl Iterator<Item = &'a [u8]>>,
+    ) -> Arc<ServerConfig> {
+        let mut offered = offered.into_iter().flatten();
+        if offered.any(|id| id == snigate::ALPN) {
+            self.sidecar.clone()
+        } else {
+            self.direct.clone()
+        }
     }
 }
 
