@@ -25,13 +25,13 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let deadline = Instant::now() + budget;
-    let mut pause = FIRST_PAUSE;
+    let mut backoff = Backoff::new(MAX_PAUSE);
     loop {
         let error = match attempt().await {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let wait = jittered(pause);
+        let wait = backoff.pause();
         if !retryable(&error) || Instant::now() + wait >= deadline {
             return Err(error);
         }
@@ -40,13 +40,36 @@ where
             "far side unavailable; retrying"
         );
         tokio::time::sleep(wait).await;
-        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
-/// Between half and all of `pause`.
-fn jittered(pause: Duration) -> Duration {
-    pause.mul_f64(0.5 + fastrand::f64() / 2.0)
+/// Pauses between attempts: from [`FIRST_PAUSE`], doubling up to a maximum, each between
+/// half and all of its nominal length.
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at [`FIRST_PAUSE`] and grows to `max`.
+    pub fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_PAUSE,
+            max,
+        }
+    }
+
+    /// The pause to make now; the next one is twice as long.
+    pub fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (pause * 2).min(self.max);
+        pause.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+
+    /// Back to the first pause: the far side has proved itself again.
+    pub fn reset(&mut self) {
+        self.next = FIRST_PAUSE;
+    }
 }
 
 #[cfg(test)]

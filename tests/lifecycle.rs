@@ -97,7 +97,9 @@ async fn sidecar_shutdown_delay_keeps_serving_the_finishing_worker() {
 async fn sidecar_recovers_as_soon_as_a_restarted_gateway_is_back() {
     let (pki, redis) = (Pki::new(), RedisServer::start());
     let gw_opts = Opts::new().timeout("drain", "1s");
-    let (mut gw, sc) = chain(&pki, &redis, &gw_opts, &Opts::new());
+    // Away longer than the sidecar waits: clients get the native error meanwhile.
+    let sc_opts = Opts::new().timeout("retry", "0s");
+    let (mut gw, sc) = chain(&pki, &redis, &gw_opts, &sc_opts);
     let (gw_addr, tunnel) = (gw.addr, loopback(sc.port("redis")));
     let mut long_lived = ping_through(tunnel).await;
 

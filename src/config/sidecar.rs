@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,11 +81,28 @@ pub struct TunnelConfig {
     /// `false` makes every connection a full handshake.
     #[serde(default = "resume_by_default")]
     pub session_resumption: bool,
+    /// TLS connections to the gateway kept established and idle, so that a new client's
+    /// first bytes leave at once.
+    #[serde(default)]
+    pub warm: usize,
+    /// A warm connection unused this long is replaced: below the router's tunnel timeout
+    /// (1 h by default) and any idle limit on the way.
+    #[serde(default = "warm_max_age_default", with = "humantime_serde")]
+    pub warm_max_age: Duration,
 }
 
 fn resume_by_default() -> bool {
     true
 }
+
+fn warm_max_age_default() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// More would be a typo, not a plan: each is a connection held open on the gateway.
+const MAX_WARM: usize = 64;
+/// Shorter would mostly churn handshakes.
+const MIN_WARM_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl SidecarConfig {
     pub(super) fn validate(&mut self) -> Result<(), Invalid> {
@@ -158,6 +176,23 @@ impl TunnelConfig {
                 "set server_name to the gateway route's DNS name",
             )
         })?;
+        if self.warm > MAX_WARM {
+            return Err(Invalid::new(
+                format!("tunnels[{i}].warm"),
+                format!("{} warm connections is more than {MAX_WARM}", self.warm),
+                "keep as many as the tunnel's clients open at once, a few at most",
+            ));
+        }
+        if self.warm_max_age < MIN_WARM_MAX_AGE {
+            return Err(Invalid::new(
+                format!("tunnels[{i}].warm_max_age"),
+                format!(
+                    "{:?} is shorter than {MIN_WARM_MAX_AGE:?}",
+                    self.warm_max_age
+                ),
+                "use minutes, below the router's tunnel timeout, e.g. 10m",
+            ));
+        }
         Ok(())
     }
 }

@@ -17,6 +17,9 @@ use crate::protocol::postgres::{self, PacketError};
 use crate::relay::relay;
 use crate::shutdown::Serving;
 
+/// Room for a client's first write (a Redis command, HELLO, AUTH).
+const FIRST_WRITE: usize = 16 * 1024;
+
 /// Serves one local client of tunnel `name`, leaving one log line and its metrics.
 pub async fn handle(sidecar: Arc<Sidecar>, name: String, conn: Accepted, serving: Serving) {
     let span = tracing::info_span!("conn", id = conn.id, peer = %conn.peer, tunnel = %name);
@@ -42,20 +45,14 @@ async fn serve(
     started: Instant,
     serving: &Serving,
 ) -> Result<(), Failure> {
-    let first = match tunnel.protocol {
-        Protocol::Postgres => Some(postgres_preamble(tunnel, &mut local).await?),
-        _ => None,
-    };
-    let greeting = first.as_ref().map_or(&[][..], postgres::Packet::bytes);
+    let first = first_bytes(tunnel, &mut local, serving).await?;
     let connect_started = Instant::now();
-    let slot = serving.handshakes.acquire().await;
-    // Boxed so that the handshake's state is freed once it is done rather than sized into
-    // the future that lives as long as the connection.
-    let connected = Box::pin(tunnel.connect()).await;
-    drop(slot);
-    let mut gateway = match connected {
+    let obtained = tunnel
+        .obtain(&first, &serving.handshakes, &sidecar.metrics)
+        .await;
+    let gateway = match obtained {
         Ok(gateway) => gateway,
-        Err(failure) => return Err(refuse(tunnel, local, greeting, failure).await),
+        Err(failure) => return Err(refuse(tunnel, local, &first, failure).await),
     };
     let label = Metrics::route(&tunnel.name);
     let connect_seconds = connect_started.elapsed().as_secs_f64();
@@ -64,12 +61,10 @@ async fn serve(
         .connect_seconds
         .get_or_create(&label)
         .observe(connect_seconds);
-    gateway
-        .write_all(greeting)
-        .await
-        .map_err(Failure::Forward)?;
+    let sent = first.len() as u64;
+    drop(first);
     let mut outcome = relay(local, gateway, &serving.force).await;
-    outcome.from_client += greeting.len() as u64;
+    outcome.from_client += sent;
     closing::log_relayed(started, &outcome);
     let lasted = started.elapsed();
     sidecar.metrics.record_relayed(
@@ -79,6 +74,39 @@ async fn serve(
         lasted,
     );
     Ok(())
+}
+
+/// What the client sends before a gateway connection is taken: its first write for Redis,
+/// its startup packet for PostgreSQL, nothing for `tcp` (the server speaks first), so a
+/// client that connects and leaves costs the gateway nothing.
+async fn first_bytes(
+    tunnel: &Tunnel,
+    local: &mut TcpStream,
+    serving: &Serving,
+) -> Result<Vec<u8>, Failure> {
+    match tunnel.protocol {
+        Protocol::Postgres => Ok(postgres_preamble(tunnel, local).await?.bytes().to_vec()),
+        Protocol::Redis => first_write(local, serving).await,
+        Protocol::Tcp => Ok(Vec::new()),
+    }
+}
+
+/// Waits as long as the client likes (a pool may connect long before its first command);
+/// the buffer is taken only once there is something to read.
+async fn first_write(local: &mut TcpStream, serving: &Serving) -> Result<Vec<u8>, Failure> {
+    loop {
+        tokio::select! {
+            readable = local.readable() => readable.map_err(|_| Failure::Silent)?,
+            _ = serving.drain.cancelled() => return Err(Failure::Drained),
+        }
+        let mut first = Vec::with_capacity(FIRST_WRITE);
+        match local.try_read_buf(&mut first) {
+            Ok(0) => return Err(Failure::Silent),
+            Ok(_) => return Ok(first),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return Err(Failure::Silent),
+        }
+    }
 }
 
 /// Answers SSLRequest and GSSENCRequest with `N`: the local leg is loopback plaintext and the
@@ -107,12 +135,17 @@ async fn postgres_preamble(
         .map_err(|_| Failure::PreambleTimeout(deadline))?
 }
 
+/// Tells the client why, in its protocol; a connection lost after START is just closed, as
+/// any connection that dies (its bytes may have arrived; the client decides what to retry).
 async fn refuse(
     tunnel: &Tunnel,
     mut local: TcpStream,
     greeting: &[u8],
     failure: Failure,
 ) -> Failure {
+    if matches!(failure, Failure::Lost { .. }) {
+        return failure;
+    }
     let deadline = tunnel.timeouts.handshake;
     closing::tell_client(
         tunnel.protocol,

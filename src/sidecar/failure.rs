@@ -20,14 +20,21 @@ pub enum Failure {
     Unreachable { addr: HostPort, source: io::Error },
     #[error("TLS handshake with gateway {addr} failed: {source}")]
     Handshake { addr: HostPort, source: io::Error },
-    #[error("could not forward the startup packet to the gateway: {0}")]
-    Forward(io::Error),
+    #[error("could not send to gateway {addr}: {source}")]
+    Unsent { addr: HostPort, source: io::Error },
+    #[error("gateway {addr} is stopping and took nothing")]
+    GoAway { addr: HostPort },
+    #[error("connection to gateway {addr} lost after the client's first bytes: {source}")]
+    Lost { addr: HostPort, source: io::Error },
+    #[error("stopping: closed before the client sent anything")]
+    Drained,
 }
 
 impl Classified for Failure {
     fn side(&self) -> Side {
         match self {
             Failure::Silent | Failure::Preamble(_) | Failure::PreambleTimeout(_) => Side::Client,
+            Failure::Drained => Side::Local,
             _ => Side::Backend,
         }
     }
@@ -39,17 +46,22 @@ impl Classified for Failure {
             Failure::PreambleTimeout(_) => "preamble_timeout",
             Failure::Unreachable { .. } => "gateway_unreachable",
             Failure::Handshake { .. } => "gateway_handshake_failed",
-            Failure::Forward(_) => "gateway_write_failed",
+            Failure::Unsent { .. } => "gateway_write_failed",
+            Failure::GoAway { .. } => "gateway_going_away",
+            Failure::Lost { .. } => "gateway_lost",
+            Failure::Drained => "drained",
         }
     }
 
     /// The gateway down or restarting (refused connections, EOF or reset mid-handshake,
-    /// timeouts) passes; a certificate or name that does not verify, or a gateway alert
-    /// refusing us (rustls reports both as InvalidData), does not.
+    /// timeouts, GOAWAY, a write that failed) passes, and the client waits while it is
+    /// retried; a certificate or name that does not verify, or a gateway alert refusing us
+    /// (rustls reports both as InvalidData), does not. Nor does a connection lost after
+    /// START: the client's bytes may have reached the backend, so they are not sent again.
     fn transient(&self) -> bool {
         match self {
             Failure::Handshake { source, .. } => source.kind() != io::ErrorKind::InvalidData,
-            Failure::Unreachable { .. } => true,
+            Failure::Unreachable { .. } | Failure::Unsent { .. } | Failure::GoAway { .. } => true,
             _ => false,
         }
     }

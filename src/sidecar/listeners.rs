@@ -24,6 +24,11 @@ impl Listeners {
     pub fn set_serving(&self, serving: Serving) {
         let _ = self.serving.set(serving);
     }
+
+    /// The process-wide controls, once set.
+    pub fn serving(&self) -> Option<&Serving> {
+        self.serving.get()
+    }
 }
 
 impl Sidecar {
@@ -33,7 +38,7 @@ impl Sidecar {
         self: &Arc<Self>,
         snapshot: &Snapshot,
     ) -> Result<(), ListenError> {
-        let Some(serving) = self.listeners.serving.get() else {
+        let Some(serving) = self.listeners.serving() else {
             return Err(ListenError::NotServing);
         };
         let wanted: HashMap<&String, SocketAddr> = snapshot

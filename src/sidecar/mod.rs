@@ -1,10 +1,13 @@
 //! The sidecar role: plaintext on loopback for the worker, TLS with SNI to the gateway.
 
 mod connection;
+mod dialer;
 mod failure;
 mod listeners;
 mod reload;
+mod start;
 mod tunnel;
+mod warm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -84,7 +87,9 @@ impl Sidecar {
     /// Binds every tunnel (all or none) and starts serving and probing them.
     pub async fn start(self: &Arc<Self>, serving: Serving) -> Result<(), ListenError> {
         self.listeners.set_serving(serving.clone());
-        self.bind_tunnels(&self.snapshot()).await?;
+        let snapshot = self.snapshot();
+        self.bind_tunnels(&snapshot).await?;
+        self.warm_tunnels(&snapshot);
         self.health.set_started();
         if !self.snapshot().config.timeouts.probe_interval.is_zero() {
             tokio::spawn(self.clone().probe_tunnels(serving.accept));
@@ -92,8 +97,27 @@ impl Sidecar {
         Ok(())
     }
 
-    /// A full TLS handshake to the gateway for every tunnel, each interval: the sidecar is
-    /// ready only while every tunnel could carry a connection.
+    /// Starts keeping the warm connections of `next`'s tunnels, and stops those of the
+    /// running snapshot, which a reload is about to replace.
+    fn warm_tunnels(&self, next: &Snapshot) {
+        let Some(serving) = self.listeners.serving() else {
+            return;
+        };
+        let current = self.snapshot();
+        if !std::ptr::eq(Arc::as_ptr(&current), next) {
+            current
+                .tunnels
+                .values()
+                .for_each(|tunnel| tunnel.stop_warm());
+        }
+        for tunnel in next.tunnels.values() {
+            tunnel.start_warm(self.metrics.clone(), serving.drain.clone());
+        }
+    }
+
+    /// A full TLS handshake to the gateway for every tunnel, each interval, closed without
+    /// START, so it costs no backend connection (on a gateway that speaks `snigate/1`): the
+    /// sidecar is ready only while every tunnel could carry a connection.
     async fn probe_tunnels(self: Arc<Self>, stop: CancellationToken) {
         let reporter = probe::Reporter {
             health: &self.health,
@@ -106,8 +130,8 @@ impl Sidecar {
             let probes = snapshot.tunnels.values().map(|tunnel| {
                 let (name, tunnel) = (tunnel.name.clone(), tunnel.clone());
                 let probe = async move {
-                    let mut tls = tunnel.connect().await?;
-                    let _ = tls.shutdown().await;
+                    let mut fresh = tunnel.dialer.dial().await?;
+                    let _ = fresh.stream.shutdown().await;
                     Ok::<_, Failure>(())
                 };
                 (name, probe)

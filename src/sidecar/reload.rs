@@ -1,5 +1,6 @@
 //! What a new sidecar snapshot needs besides being swapped in: its tunnels bound (added ones
-//! listening, removed ones no longer accepting) before it takes effect.
+//! listening, removed ones no longer accepting) and their warm connections kept, in place
+//! of the old snapshot's, before it takes effect.
 
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ impl Reload for Arc<Sidecar> {
     }
 
     async fn prepare(&self, next: &Snapshot) -> Result<(), ReloadError> {
-        Ok(self.bind_tunnels(next).await?)
+        self.bind_tunnels(next).await?;
+        self.warm_tunnels(next);
+        Ok(())
     }
 }

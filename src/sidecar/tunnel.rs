@@ -1,64 +1,98 @@
-//! One configured tunnel, ready to open TLS connections to the gateway.
+//! One configured tunnel: how it reaches its gateway, and its warm connections.
 
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
 
+use super::dialer::Dialer;
 use super::failure::Failure;
-use crate::buffer::Lent;
-use crate::config::{HostPort, Protocol, Timeouts, TunnelConfig};
-use crate::dial::{dial, timed_out};
+use super::warm::Pool;
+use crate::config::{Protocol, Timeouts, TunnelConfig};
+use crate::error::Classified;
+use crate::metrics::Metrics;
+use crate::retry;
 use crate::tls::client::ClientTls;
 use crate::tls::ClientStream;
 
-/// A tunnel of the running config with its TLS connector.
+/// A tunnel of the running config.
 pub struct Tunnel {
     /// The tunnel's name.
     pub name: String,
     /// The tunnel's protocol.
     pub protocol: Protocol,
-    connect: HostPort,
-    server_name: ServerName<'static>,
-    tls: TlsConnector,
     /// The sidecar's deadlines.
     pub timeouts: Timeouts,
+    /// TCP and TLS to the gateway.
+    pub dialer: Arc<Dialer>,
+    warm: Pool,
 }
 
 impl Tunnel {
     /// `config.server_name` has been validated as a DNS name when the config was loaded.
     pub fn new(config: &TunnelConfig, tls: &ClientTls, timeouts: Timeouts) -> Option<Arc<Tunnel>> {
+        let server_name = ServerName::try_from(config.server_name.clone()).ok()?;
+        let connector = TlsConnector::from(tls.tunnel_config(config));
+        let dialer = Dialer::new(config.connect.clone(), server_name, connector, timeouts);
         Some(Arc::new(Tunnel {
             name: config.name.clone(),
             protocol: config.protocol,
-            connect: config.connect.clone(),
-            server_name: ServerName::try_from(config.server_name.clone()).ok()?,
-            tls: TlsConnector::from(tls.tunnel_config(config)),
             timeouts,
+            dialer: Arc::new(dialer),
+            warm: Pool::new(config),
         }))
     }
 
-    /// TCP then TLS to the gateway, each under its deadline; never a plaintext fallback.
-    /// Boxed: the stream (1.1 KiB) lives as long as the connection, and each step it passes
-    /// through would otherwise hold its own copy in the connection's future.
-    pub async fn connect(&self) -> Result<Box<ClientStream>, Failure> {
-        let addr = &self.connect;
-        let tcp =
-            dial(addr, self.timeouts.connect)
-                .await
-                .map_err(|source| Failure::Unreachable {
-                    addr: addr.clone(),
-                    source,
-                })?;
-        let handshake = self.tls.connect(self.server_name.clone(), Lent::new(tcp));
-        let failed = |source| Failure::Handshake {
-            addr: addr.clone(),
-            source,
+    /// Starts keeping warm connections, if the tunnel asks for any, until `drain`.
+    pub fn start_warm(&self, metrics: Arc<Metrics>, drain: CancellationToken) {
+        self.warm.start(self.dialer.clone(), metrics, drain);
+    }
+
+    /// Closes the warm connections: a reload replaced this tunnel.
+    pub fn stop_warm(&self) {
+        self.warm.stop();
+    }
+
+    /// A gateway connection that has taken the client's `first` bytes: a warm one, else a
+    /// new one (`slots` caps handshakes at once). While the gateway refuses, drops or sends
+    /// away connections, the client waits and it is tried again within `timeouts.retry`.
+    pub async fn obtain(
+        &self,
+        first: &[u8],
+        slots: &Semaphore,
+        metrics: &Metrics,
+    ) -> Result<Box<ClientStream>, Failure> {
+        let attempt = || self.attempt(first, slots, metrics);
+        retry::within(self.timeouts.retry, attempt, Failure::transient).await
+    }
+
+    async fn attempt(
+        &self,
+        first: &[u8],
+        slots: &Semaphore,
+        metrics: &Metrics,
+    ) -> Result<Box<ClientStream>, Failure> {
+        let (fresh, warm) = match self.warm.take().await {
+            Some(fresh) => (fresh, true),
+            None => {
+                let _slot = slots.acquire().await;
+                (self.dialer.dial().await?, false)
+            }
         };
-        tokio::time::timeout(self.timeouts.handshake, handshake)
-            .await
-            .map_err(|_| failed(timed_out(self.timeouts.handshake)))?
-            .map(Box::new)
-            .map_err(failed)
+        let started = fresh
+            .start(first, &self.dialer.addr, self.timeouts.handshake)
+            .await;
+        if let (true, Err(failure)) = (warm, &started) {
+            // Found dead at use: the gateway went away or closed it an instant ago.
+            let why = match failure {
+                Failure::GoAway { .. } => "goaway",
+                _ => "closed",
+            };
+            let label = Metrics::reason(&self.name, why);
+            metrics.warm.discarded.get_or_create(&label).inc();
+        }
+        started
     }
 }

@@ -7,6 +7,7 @@ use rustls::ClientConfig;
 
 use super::{pem, provider, server::ALPN_POSTGRESQL};
 use crate::config::{Invalid, Protocol, SidecarTls, TunnelConfig};
+use crate::protocol::snigate;
 
 /// The sidecar's TLS client settings, from which each tunnel's config is made.
 pub struct ClientTls {
@@ -38,11 +39,14 @@ impl ClientTls {
         Ok(ClientTls { base })
     }
 
-    /// The config for one tunnel; PostgreSQL tunnels offer ALPN `postgresql` as libpq 17 does.
+    /// The config for one tunnel: every tunnel offers ALPN `snigate/1` first; PostgreSQL
+    /// tunnels then `postgresql`, as libpq 17 does, which a gateway that predates `snigate/1`
+    /// selects.
     pub fn tunnel_config(&self, tunnel: &TunnelConfig) -> Arc<ClientConfig> {
         let mut config = self.base.clone();
+        config.alpn_protocols = vec![snigate::ALPN.to_vec()];
         if tunnel.protocol == Protocol::Postgres {
-            config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+            config.alpn_protocols.push(ALPN_POSTGRESQL.to_vec());
         }
         if !tunnel.session_resumption {
             config.resumption = Resumption::disabled();
