@@ -198,6 +198,26 @@ fn non_loopback_sidecar_listen_needs_allow_non_loopback() {
 }
 
 #[test]
+fn warm_settings_out_of_range() {
+    let (pki, case) = (Pki::new(), Case::new());
+    let with = |extra: &str| {
+        sidecar(&case, &pki).replace(
+            "    protocol: redis\n",
+            &format!("    protocol: redis\n{extra}"),
+        )
+    };
+    assert_valid("sidecar", &with("    warm: 4\n    warm_max_age: 30m\n"));
+    assert_invalid(
+        "sidecar",
+        &with("    warm: 1000\n"),
+        &["tunnels[0].warm", "1000"],
+    );
+    assert_invalid("sidecar", &with("    warm: -1\n"), &["warm"]);
+    let y = with("    warm_max_age: 0s\n");
+    assert_invalid("sidecar", &y, &["tunnels[0].warm_max_age", "10m"]);
+}
+
+#[test]
 fn bad_protocol_value() {
     let (pki, case) = (Pki::new(), Case::new());
     let y = gateway(&case, &pki).replacen("protocol: redis", "protocol: mysql", 1);

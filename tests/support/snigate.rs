@@ -194,6 +194,8 @@ pub struct Tunnel {
     pub connect: String,
     pub server_name: Option<String>,
     pub session_resumption: Option<bool>,
+    /// `warm:` connections kept ready to the gateway.
+    pub warm: Option<usize>,
 }
 
 impl Tunnel {
@@ -205,7 +207,14 @@ impl Tunnel {
             connect: connect.to_string(),
             server_name: Some(sni.into()),
             session_resumption: None,
+            warm: None,
         }
+    }
+
+    /// With `warm: n`.
+    pub fn warm(mut self, n: usize) -> Tunnel {
+        self.warm = Some(n);
+        self
     }
 }
 
@@ -251,6 +260,9 @@ pub fn sidecar_yaml_files(files: &ClientFiles, tunnels: &[Tunnel], opts: &Opts) 
         }
         if let Some(resume) = t.session_resumption {
             y += &format!("    session_resumption: {resume}\n");
+        }
+        if let Some(warm) = t.warm {
+            y += &format!("    warm: {warm}\n");
         }
     }
     y
