@@ -5,16 +5,14 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::pki::{p, REDIS_SNI, TCP_SNI};
 use support::resp::{Reply, Resp};
 use support::snigate::{field, message, Proc};
+use support::speaker::Speaker;
 use support::tls::ClientOpts;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -181,22 +179,6 @@ fn old_gateway(pki: &Pki, dir: &std::path::Path, backend: SocketAddr) -> (ChildG
     panic!("stunnel did not start on any of 5 free ports");
 }
 
-/// Counts accepted connections; answers each with a greeting, as a server-first protocol.
-fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            let _ = std::io::Write::write_all(&mut conn, b"HELLO\r\n");
-            std::thread::spawn(move || std::io::copy(&mut conn.try_clone().unwrap(), &mut conn));
-        }
-    });
-    (addr, accepted)
-}
-
 #[test]
 fn a_sidecar_keeps_working_with_a_gateway_that_predates_snigate_1() {
     let (pki, redis, dir) = (
@@ -204,9 +186,9 @@ fn a_sidecar_keeps_working_with_a_gateway_that_predates_snigate_1() {
         RedisServer::start(),
         tempfile::tempdir().unwrap(),
     );
-    let (server, accepted) = counting_server();
+    let server = Speaker::start();
     let (_redis_gw, redis_port) = old_gateway(&pki, dir.path(), redis.addr());
-    let (_tcp_gw, tcp_port) = old_gateway(&pki, dir.path(), server);
+    let (_tcp_gw, tcp_port) = old_gateway(&pki, dir.path(), server.addr);
     let tunnels = [
         Tunnel::new(
             "redis",
@@ -235,12 +217,7 @@ fn a_sidecar_keeps_working_with_a_gateway_that_predates_snigate_1() {
     // each would make it dial the backend; clients are served by new connections.
     sc.proc.wait_lines(&["does not speak snigate/1"], 1);
     assert_eq!(m.count("snigate_warm_ready", &[("route", "plain")]), 0.0);
-    let before = accepted.load(Ordering::SeqCst);
-    assert_eq!(before, 1, "backend connections for warmth");
-    let mut client = std::net::TcpStream::connect(loopback(sc.port("plain"))).unwrap();
-    client.set_read_timeout(Some(CMD)).unwrap();
-    let mut hello = [0u8; 7];
-    client.read_exact(&mut hello).unwrap();
-    assert_eq!(&hello, b"HELLO\r\n");
-    assert_eq!(accepted.load(Ordering::SeqCst), before + 1);
+    assert_eq!(server.accepted(), 1, "backend connections for warmth");
+    Speaker::greeted_through(loopback(sc.port("plain")));
+    assert_eq!(server.accepted(), 2);
 }

@@ -5,17 +5,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use support::admin::Scrape;
 use support::pki::{PG_SNI, REDIS_SNI, TCP_SNI};
 use support::snigate::{field, gateway_yaml, message, Proc};
+use support::speaker::Speaker;
 use support::*;
 
 /// Wait for a counter; far shorter than READY, so a missing one fails fast.
@@ -34,6 +31,18 @@ fn scrape_until(proc: &Proc, what: &str, cond: impl Fn(&Scrape) -> bool) -> Scra
 
 fn route(name: &str) -> [(&str, &str); 1] {
     [("route", name)]
+}
+
+/// Waits until `name` has two warm connections ready on the sidecar and waiting on the
+/// gateway; returns the gateway's connections on the route so far.
+fn two_warm(sc: &Proc, gw: &Proc, name: &str) -> f64 {
+    scrape_until(sc, "warm connections ready", |s| {
+        s.count("snigate_warm_ready", &route(name)) == 2.0
+    });
+    let g = scrape_until(gw, "warm connections waiting", |s| {
+        s.count("snigate_warm_waiting", &route(name)) == 2.0
+    });
+    g.get("snigate_connections_total", &route(name))
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
@@ -86,13 +95,7 @@ fn warm_connections_wait_before_any_client_and_carry_redis_cli_and_psql() {
 
     // Before any client: two connections per route wait on the gateway, none on a backend.
     for name in ["redis", "postgres"] {
-        scrape_until(&sc.proc, "warm connections ready", |s| {
-            s.count("snigate_warm_ready", &route(name)) == 2.0
-        });
-        let g = scrape_until(&gw.proc, "warm connections waiting", |s| {
-            s.count("snigate_warm_waiting", &route(name)) == 2.0
-        });
-        assert_eq!(g.get("snigate_connections_total", &route(name)), 2.0);
+        assert_eq!(two_warm(&sc.proc, &gw.proc, name), 2.0, "{name}");
     }
     assert_eq!(redis.total_connections(), redis_before);
     assert_eq!(pg.connections_received(), pg_before);
@@ -121,45 +124,10 @@ fn warm_connections_wait_before_any_client_and_carry_redis_cli_and_psql() {
     }
     // Each used connection was replaced, and only that one.
     for name in ["redis", "postgres"] {
-        scrape_until(&sc.proc, "the used connection replaced", |s| {
-            s.count("snigate_warm_ready", &route(name)) == 2.0
-        });
-        let g = scrape_until(&gw.proc, "the replacement waiting", |s| {
-            s.count("snigate_warm_waiting", &route(name)) == 2.0
-        });
-        assert_eq!(g.get("snigate_connections_total", &route(name)), 3.0);
+        assert_eq!(two_warm(&sc.proc, &gw.proc, name), 3.0, "{name}");
     }
     assert_eq!(redis.total_connections(), redis_before + 1);
     assert_eq!(pg.connections_received(), pg_before + 1);
-}
-
-/// A server that speaks first (as RabbitMQ or MariaDB do), counting its accepted connections.
-struct Speaker {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Speaker {
-    fn start() -> Speaker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                thread::spawn(move || {
-                    let _ = conn.write_all(b"HELLO\r\n");
-                    let _ = std::io::copy(&mut conn.try_clone().unwrap(), &mut conn);
-                });
-            }
-        });
-        Speaker { addr, accepted }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
 }
 
 #[test]
@@ -210,11 +178,7 @@ fn probes_and_warm_connections_open_no_backend_connection_on_any_protocol() {
     assert!(lines.is_empty(), "{lines:?}");
 
     // The first client does reach the server, which speaks first.
-    let mut client = std::net::TcpStream::connect(loopback(sc.port("plain"))).unwrap();
-    client.set_read_timeout(Some(CMD)).unwrap();
-    let mut hello = [0u8; 7];
-    client.read_exact(&mut hello).unwrap();
-    assert_eq!(&hello, b"HELLO\r\n");
+    Speaker::greeted_through(loopback(sc.port("plain")));
     assert_eq!(speaker.accepted(), 1);
 }
 

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
@@ -187,31 +187,37 @@ impl Keeper {
     }
 
     /// The oldest ready connection to the client who asked; used ones are replaced at once.
+    /// Each is checked first for a close that arrived since the keeper last looked.
     fn hand_over(&mut self, ask: Request) {
-        let Some(idle) = self.idle.pop_front() else {
-            self.metrics
-                .warm
-                .misses
-                .get_or_create(&self.settings.label)
-                .inc();
-            return;
-        };
-        match ask.send(idle.fresh) {
-            Ok(()) => {
-                self.metrics
-                    .warm
-                    .hits
-                    .get_or_create(&self.settings.label)
-                    .inc();
-                self.backoff.reset();
-                self.not_before = Instant::now();
+        while let Some(mut idle) = self.idle.pop_front() {
+            let mut now = Context::from_waker(Waker::noop());
+            if let Poll::Ready(why) = poll_closed(&mut idle.fresh, &mut now) {
+                self.discarded(why);
+                continue;
             }
-            // The client went away meanwhile: the connection is as good as before.
-            Err(fresh) => self.idle.push_front(Idle {
-                fresh,
-                since: idle.since,
-            }),
+            match ask.send(idle.fresh) {
+                Ok(()) => {
+                    self.metrics
+                        .warm
+                        .hits
+                        .get_or_create(&self.settings.label)
+                        .inc();
+                    self.backoff.reset();
+                    self.not_before = Instant::now();
+                }
+                // The client went away meanwhile: the connection is as good as before.
+                Err(fresh) => self.idle.push_front(Idle {
+                    fresh,
+                    since: idle.since,
+                }),
+            }
+            return;
         }
+        self.metrics
+            .warm
+            .misses
+            .get_or_create(&self.settings.label)
+            .inc();
     }
 
     fn keep(&mut self, fresh: Fresh) {
@@ -272,18 +278,24 @@ impl Keeper {
 /// expected before START) any other byte. Pending forever while there is none.
 async fn closed_while_idle(idle: &mut VecDeque<Idle>) -> (usize, &'static str) {
     poll_fn(|cx| {
-        for (index, entry) in idle.iter_mut().enumerate() {
-            let mut byte = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut byte);
-            match Pin::new(&mut *entry.fresh.stream).poll_read(cx, &mut buf) {
-                Poll::Pending => continue,
-                Poll::Ready(Ok(())) if buf.filled() == [GOAWAY] => {
-                    return Poll::Ready((index, "goaway"))
-                }
-                Poll::Ready(_) => return Poll::Ready((index, "closed")),
-            }
-        }
-        Poll::Pending
+        let mut entries = idle.iter_mut().enumerate();
+        entries
+            .find_map(|(index, entry)| match poll_closed(&mut entry.fresh, cx) {
+                Poll::Ready(why) => Some((index, why)),
+                Poll::Pending => None,
+            })
+            .map_or(Poll::Pending, Poll::Ready)
     })
     .await
+}
+
+/// Ready with the reason once the gateway has said or done anything on an idle connection.
+fn poll_closed(fresh: &mut Fresh, cx: &mut Context<'_>) -> Poll<&'static str> {
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    match Pin::new(&mut *fresh.stream).poll_read(cx, &mut buf) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Ok(())) if buf.filled() == [GOAWAY] => Poll::Ready("goaway"),
+        Poll::Ready(_) => Poll::Ready("closed"),
+    }
 }

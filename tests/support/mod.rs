@@ -12,6 +12,7 @@ pub mod redis_server;
 pub mod resp;
 pub mod security;
 pub mod snigate;
+pub mod speaker;
 pub mod stop;
 pub mod tls;
 
