@@ -14,6 +14,7 @@ use rustls::server::ResolvesServerCertUsingSni;
 use rustls::ServerConfig;
 use snigate::config::{gateway_from_str, sni_name};
 use snigate::gateway::routing::{sanitise, Miss, RouteTable};
+use snigate::tls::server::RouteTls;
 
 const CONFIG: &str = "listen: 127.0.0.1:0
 tls: {cert: server.crt, key: server.key}
@@ -39,7 +40,7 @@ fn table() -> &'static RouteTable {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(ResolvesServerCertUsingSni::new())),
         );
-        RouteTable::new(&config.routes, |_| tls.clone())
+        RouteTable::new(&config.routes, |_| RouteTls::new(tls.clone()))
     })
 }
 
