@@ -217,6 +217,10 @@ fn a_sidecar_keeps_working_with_a_gateway_that_predates_snigate_1() {
     // each would make it dial the backend; clients are served by new connections.
     sc.proc.wait_lines(&["does not speak snigate/1"], 1);
     assert_eq!(m.count("snigate_warm_ready", &[("route", "plain")]), 0.0);
+    // stunnel dials its backend after the handshake; count once that connection is in.
+    wait_for("stunnel's backend connection", READY, || {
+        (server.accepted() >= 1).then_some(())
+    });
     assert_eq!(server.accepted(), 1, "backend connections for warmth");
     Speaker::greeted_through(loopback(sc.port("plain")));
     assert_eq!(server.accepted(), 2);
