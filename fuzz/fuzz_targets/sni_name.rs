@@ -40,7 +40,7 @@ fn table() -> &'static RouteTable {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(ResolvesServerCertUsingSni::new())),
         );
-        RouteTable::new(&config.routes, |_| RouteTls::new(tls.clone()))
+        RouteTable::new(&config.routes, |_| RouteTls::new(tls.clone()), vec![None, None])
     })
 }
 
