@@ -4,7 +4,8 @@
 #   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
 #     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2; prometheus (promtool, and the
 #     Prometheus that tests/prometheus.rs starts), systemd and procps (systemd-analyze verify of
-#     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose)
+#     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose),
+#     stunnel4 (plays an older gateway without snigate/1 in tests/warm.rs)
 #   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17), redis>=5 and
 #     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
 #   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
@@ -23,7 +24,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2 g++
-    prometheus systemd procps docker-compose)
+    prometheus systemd procps docker-compose stunnel4)
 VENV="$REPO_ROOT/.venv"
 PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5" "sslyze>=6")
 TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
