@@ -147,7 +147,8 @@ fn wrong_password_file_gets_redis_refusal() {
         out.trim_end(),
         "ERR snigate: redis: backend refused the gateway's login: WRONGPASS invalid username-password pair or user is disabled."
     );
+    // The reply goes out before the refused line is written.
+    c.gw.proc.wait_lines(&["reason=backend_refused_login"], 1);
     let log = c.gw.proc.log();
-    assert!(log.contains("reason=backend_refused_login"), "{log}");
     assert!(!log.contains("Not-The-Password-91ee"), "{log}");
 }
