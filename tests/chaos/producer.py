@@ -2,7 +2,8 @@
 the public namespace (like the public API pod), and logs every send.
 
 Usage: producer.py RATE_PER_QUEUE SENT_LOG PAUSE_FILE QUEUE[:EVERY]...
-QUEUE:EVERY gets a task on every EVERY-th tick only. Each send appends "time queue seq task_id ok" (or "... fail <error>") to SENT_LOG; a failed
+QUEUE:EVERY gets a task on every EVERY-th tick only. Each send appends
+"time queue seq task_id ok" (or "... fail <error>") to SENT_LOG; a failed
 send is not retried (its id is never counted as sent). While PAUSE_FILE exists it sends
 nothing. SIGTERM stops it.
 """
