@@ -3,7 +3,7 @@ PostgreSQL while the path is restarted, reloaded and partitioned; the same fault
 bare baseline (no snigate); everything counted and held against the targets (targets.py).
 
   cli.py                 the short run (scripts/test.sh): one fault of each kind, asserts
-  cli.py --soak          the soak: random faults for --minutes (25), seed printed; writes
+  cli.py --soak          the soak: random faults for --minutes (30), seed printed; writes
                          tests/chaos/results/<timestamp>.md and .png (or --report PATH.md)
   --seed N               replay a run's random choices    --pin   add the celery 5.7.0 check
   --keep                 keep the state directory (logs) also when everything passed
@@ -38,7 +38,7 @@ RATE = 6.0  # tasks per second and path
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--soak", action="store_true")
-    p.add_argument("--minutes", type=float, default=25.0)
+    p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--seed", type=int)
     p.add_argument("--report")
     p.add_argument("--pin", action="store_true")

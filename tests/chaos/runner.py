@@ -45,7 +45,7 @@ def soak_plan(rng, minutes):
     while t < end:
         kinds = list(FAULTS) if t < 0.75 * end else [k for k in FAULTS if k not in REPLACING]
         kind = rng.choice(kinds)
-        pause = rng.uniform(2.0, 8.0)
+        pause = rng.uniform(1.0, 4.0)
         plan.append((kind, pause))
         t += pause + typical.get(kind, 2)
     return plan
