@@ -23,12 +23,22 @@ def stop(*_):
     stopping = True
 
 
+def close(conn):
+    """Drop a broken connection; the next send opens a new one."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # already gone with the broker
+            pass
+
+
 def main(rate, sent_log, pause_file, queues):
     signal.signal(signal.SIGTERM, stop)
     interval = 1.0 / rate
     seq, tick = 0, 0
     queues = [(q.split(":")[0], int(q.split(":")[1]) if ":" in q else 1) for q in queues]
     next_at = time.monotonic()
+    conn = producer = None
     with open(sent_log, "a", buffering=1) as out:
         while not stopping:
             next_at += interval
@@ -43,12 +53,16 @@ def main(rate, sent_log, pause_file, queues):
                 task_id = str(uuid.uuid4())
                 t = time.time()
                 try:
+                    if producer is None:
+                        conn = app.connection_for_write()
+                        producer = conn.Producer()
                     app.send_task("chaos.work", args=(seq,), task_id=task_id, queue=queue,
-                                  retry=False)
+                                  producer=producer, retry=False)
                     out.write(f"{t:.3f} {queue} {seq} {task_id} ok\n")
-                except Exception as e:  # the broker is restarting: log it, go on
+                except Exception as e:  # the broker is restarting: log it, reconnect, go on
                     out.write(f"{t:.3f} {queue} {seq} {task_id} fail {type(e).__name__}\n")
-                    app.pool.force_close_all()
+                    close(conn)
+                    conn = producer = None
             if time.monotonic() - next_at > 5:
                 next_at = time.monotonic()  # after a long stall, do not burst to catch up
 
