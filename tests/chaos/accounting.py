@@ -13,7 +13,7 @@ to "none" (the quiet start).
   results lost   executed, no such row
   tasks lost     sent, never executed
   workers dead   a worker process exited on its own during the window
-  stalls         a live worker executed nothing for 15 s while tasks were sent (its consumer
+  stalls         a live worker executed nothing for 30 s while tasks were sent (its consumer
                  gone), counted in the window where the stall began
 """
 import bisect

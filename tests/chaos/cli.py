@@ -12,6 +12,7 @@ Needs root (network namespaces, nftables). SNIGATE_BIN names the binary under te
 target/debug/snigate, built first). Logs stay in the state directory named on failure.
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -26,6 +27,7 @@ from checks import quick_checks
 from fleet import interpreter
 from lab import PATHS, Lab
 from pin import PinCheck
+from plot import plot
 from procs import Failure
 from report import kinds_table, loss_details, render
 from runner import collect, inject, say, settle, short_plan, soak_plan, wait_progress
@@ -96,6 +98,7 @@ def run(lab, args, rng, seed):
     lab.sample(steady=True)
     for fleet in lab.fleets.values():
         fleet.stop()
+    save_raw(lab, faults)
     data, failures = collect(lab, faults)
     data["worker_logs"] = {p: [w.proc.log for w in lab.fleets[p].workers] for p in PATHS}
     if pin and pin.result and not pin.result[0]:
@@ -111,13 +114,20 @@ def run(lab, args, rng, seed):
     return not failures and not (args.soak and data["resource_failures"])
 
 
+def save_raw(lab, faults):
+    """What only memory holds (faults, samples, deaths, stalls), kept in the state directory
+    before anything else can fail."""
+    with open(os.path.join(lab.state, "run.json"), "w") as f:
+        json.dump({"faults": faults, "samples": lab.samples, "steady": lab.steady,
+                   "deaths": lab.deaths(), "stalls": lab.stalls()}, f)
+
+
 def write_report(args, data, faults, t0, seed, lab, failures, pin):
     when = time.strftime("%Y%m%d-%H%M%S", time.localtime(t0))
     path = args.report or (os.path.join(HERE, "results", f"{when}.md") if args.soak
                            else os.path.join(lab.state, "report.md"))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     png = os.path.splitext(path)[0] + ".png"
-    from plot import plot
     sent = load_sent(lab.producer.sent_log)[0]
     sends = {f"sent {q}": list(sent[q].values()) for q in lab.queues}
     runs = {f"executed {p}": [t for ts in load_executions(

@@ -7,7 +7,7 @@ from accounting import COUNTS
 
 SHORT = ("sent", "results_lost", "tasks_lost", "workers_dead", "stalls")
 HEAD = ["sent", "received", "executed", "executed twice", "results stored", "results lost",
-        "tasks lost", "workers dead", "stalls ≥ 15 s"]
+        "tasks lost", "workers dead", "stalls ≥ 30 s"]
 
 
 def table(header, rows):

@@ -3,7 +3,7 @@
 "losses" = results lost + tasks lost. "baseline K" = the snigate path may lose no more per
 occurrence than the bare path did per occurrence of fault K in the same run (0 when bare lost
 nothing), and have no more dead or stalled workers (a stall: a live worker whose consumer
-executed nothing for 15 s while tasks were sent; the issue's "consumer gone").
+executed nothing for 30 s while tasks were sent; the issue's "consumer gone").
 """
 
 TARGETS = {
