@@ -128,11 +128,6 @@ def write_report(args, data, faults, t0, seed, lab, failures, pin):
                            else os.path.join(lab.state, "report.md"))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     png = os.path.splitext(path)[0] + ".png"
-    sent = load_sent(lab.producer.sent_log)[0]
-    sends = {f"sent {q}": list(sent[q].values()) for q in lab.queues}
-    runs = {f"executed {p}": [t for ts in load_executions(
-        [w.exec_log for w in lab.fleets[p].workers]).values() for t in ts] for p in PATHS}
-    plot(png, faults, sends, runs, lab.samples, t0)
     meta = {"when": when, "seed": seed, "mode": "soak" if args.soak else "short",
             "faults": len(faults), "minutes": round((time.time() - t0) / 60, 1),
             "binary": lab.bin, "rate": f"{RATE}/s per path"}
@@ -140,6 +135,11 @@ def write_report(args, data, faults, t0, seed, lab, failures, pin):
         meta["pin"] = pin.result[1]
     with open(path, "w") as f:
         f.write(render(data, faults, t0, meta, failures, os.path.basename(png)))
+    sent = load_sent(lab.producer.sent_log)[0]
+    sends = {f"sent {q}": list(sent[q].values()) for q in lab.queues}
+    runs = {f"executed {p}": [t for ts in load_executions(
+        [w.exec_log for w in lab.fleets[p].workers]).values() for t in ts] for p in PATHS}
+    plot(png, faults, sends, runs, lab.samples, t0)
     say(f"report: {path}")
 
 
