@@ -133,8 +133,9 @@ def write_report(args, data, faults, t0, seed, lab, failures, pin):
             "binary": lab.bin, "rate": f"{RATE}/s per path"}
     if pin and pin.result:
         meta["pin"] = pin.result[1]
-    with open(path, "w") as f:
-        f.write(render(data, faults, t0, meta, failures, os.path.basename(png)))
+    text = render(data, faults, t0, meta, failures, os.path.basename(png))
+    with open(path, "w") as f:  # paths relative to the repository and the state directory
+        f.write(text.replace(REPO + "/", "").replace(lab.state, "<state>"))
     sent = load_sent(lab.producer.sent_log)[0]
     sends = {f"sent {q}": list(sent[q].values()) for q in lab.queues}
     runs = {f"executed {p}": [t for ts in load_executions(
