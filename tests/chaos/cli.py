@@ -109,9 +109,21 @@ def run(lab, args, rng, seed):
             print(line)
     for f in failures + data["resource_failures"] * args.soak:
         print(f"chaos: target missed: {f}")
+    for event in data["deaths"] + data["stalls"]:
+        print(f"chaos: {describe(event)}")
     write_report(args, data, faults, t0, seed, lab,
                  failures + data["resource_failures"] * args.soak, pin)
     return not failures and not (args.soak and data["resource_failures"])
+
+
+def describe(event):
+    """One line for a worker death (its log's reason) or stall (how long it executed nothing)."""
+    at = time.strftime("%H:%M:%S", time.localtime(event["t"]))
+    if "end" not in event:
+        return f"worker {event['worker']} died at {at}: {event['cause']}"
+    end = f"{event['end'] - event['t']:.0f} s" if event["end"] else "the rest of the run"
+    return (f"worker {event['worker']} alive but executed nothing from {at} for {end} while "
+            "tasks were sent (its consumer gone; see its log around then)")
 
 
 def save_raw(lab, faults):
