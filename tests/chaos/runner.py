@@ -40,14 +40,15 @@ def soak_plan(rng, minutes):
     """(kind, pause before it) until `minutes` are filled; the last quarter leaves out the
     faults that replace gateway or sidecar processes (see faults.REPLACING)."""
     plan, t, end = [], 0.0, minutes * 60
-    typical = {"partition": 12, "gateway-rolling": 16, "gateway-restart": 10,
-               "sidecar-restart": 5, "postgres-restart": 3}
+    # Seconds each kind took in a soak (plus the sample before it), so the plan fills `minutes`.
+    typical = {"partition": 10.5, "gateway-rolling": 8, "gateway-restart": 7.5,
+               "sidecar-restart": 3.5, "redis-restart": 1.5}
     while t < end:
         kinds = list(FAULTS) if t < 0.75 * end else [k for k in FAULTS if k not in REPLACING]
         kind = rng.choice(kinds)
         pause = rng.uniform(1.0, 4.0)
         plan.append((kind, pause))
-        t += pause + typical.get(kind, 2)
+        t += pause + typical.get(kind, 1)
     return plan
 
 
