@@ -2,7 +2,7 @@
 # Install what the demo and the test suite need, and nothing when it is all there.
 #
 #   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
-#     end-to-end test (scripts/e2e.sh) haproxy nftables iproute2; prometheus (promtool, and the
+#     chaos suite (tests/chaos) haproxy nftables iproute2; prometheus (promtool, and the
 #     Prometheus that tests/prometheus.rs starts), systemd and procps (systemd-analyze verify of
 #     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose),
 #     stunnel4 (plays an older gateway without snigate/1 in tests/warm.rs)
@@ -10,10 +10,13 @@
 #     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
 #   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
 #   Python venv <repo>/.venv-topology for the manifest checks and the Celery fleet of the
-#     end-to-end test: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,
-#     kubernetes-validate, jsonschema (a venv of its own: Celery pins its redis-py range)
+#     chaos suite: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,
+#     kubernetes-validate, jsonschema (a venv of its own: Celery pins its redis-py range), and
+#     matplotlib for the chaos suite's soak plot (tests/chaos)
 #   Python venv <repo>/.venv-redis5 with redis-py 5 (RESP2 and a plain AUTH on connect), next
 #     to the newer redis-py of .venv (HELLO 3 first): the login tests use both
+#   Python venv <repo>/.venv-celery57 with celery[redis]==5.7.0 only: the chaos suite shows that
+#     its consumer dies on a Redis restart where 5.6 recovers (why the fleet pins celery<5.7)
 #
 # Idempotent: prints nothing and exits 0 when everything is already installed.
 # Runs as root, or through sudo when not root. Output of apt-get/pip goes to a log that is
@@ -33,9 +36,12 @@ TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
 # loss and dies with AttributeError ('NoneType' object has no attribute 'hostname') in
 # kombu's restore_unacked, also against a bare Redis restart.
 TOPOLOGY_REQUIREMENTS=("celery[redis]>=5.6,<5.7" "sqlalchemy>=2" "psycopg2-binary>=2.9"
-    "psycopg[binary]>=3.2" "yamllint>=1.30" "kubernetes-validate>=1.30" "jsonschema>=4")
+    "psycopg[binary]>=3.2" "yamllint>=1.30" "kubernetes-validate>=1.30" "jsonschema>=4"
+    "matplotlib>=3.7")
 REDIS5_VENV="$REPO_ROOT/.venv-redis5"
 REDIS5_REQUIREMENTS=("redis>=5,<6")
+CELERY57_VENV="$REPO_ROOT/.venv-celery57"
+CELERY57_REQUIREMENTS=("celery[redis]==5.7.0")
 MIN_LIBPQ=170000 # libpq 17: sslnegotiation=direct (TLS first, ALPN postgresql)
 
 LOG=""
@@ -65,7 +71,7 @@ install_apt_packages() {
     local -a missing
     mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
     # A system python3 without ensurepip cannot create the venv (Debian splits it out).
-    if { ! venv_runs || ! venv_runs "$TOPOLOGY_VENV"; } && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    if { ! venv_runs || ! venv_runs "$TOPOLOGY_VENV" || ! venv_runs "$REDIS5_VENV" || ! venv_runs "$CELERY57_VENV"; } && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         mapfile -t -O "${#missing[@]}" missing < <(apt_missing python3-venv)
     fi
     [[ ${#missing[@]} -gt 0 ]] || return 0
@@ -121,11 +127,8 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-# Exit 0 when the topology venv satisfies every requirement of TOPOLOGY_REQUIREMENTS.
-topology_venv_satisfied() { requirements_met "$TOPOLOGY_VENV" "${TOPOLOGY_REQUIREMENTS[@]}"; }
-
-# Exit 0 when the venv $1 satisfies every requirement that follows.
-requirements_met() {
+# requirements_satisfied VENV REQUIREMENT...: exit 0 when VENV satisfies every requirement.
+requirements_satisfied() {
     local venv="$1"
     shift
     [[ -x "$venv/bin/python" ]] || return 1
@@ -140,31 +143,22 @@ for req in map(Requirement, sys.argv[1:]):
 PY
 }
 
-install_topology_venv() {
-    if ! venv_runs "$TOPOLOGY_VENV"; then
-        echo "install-deps: creating Python venv $TOPOLOGY_VENV"
-        quietly python3 -m venv --clear "$TOPOLOGY_VENV"
+# install_requirements VENV REQUIREMENT...: create VENV when it does not run, then pip install
+# the requirements it does not satisfy yet.
+install_requirements() {
+    local venv="$1"
+    shift
+    if ! venv_runs "$venv"; then
+        echo "install-deps: creating Python venv $venv"
+        quietly python3 -m venv --clear "$venv"
     fi
-    if ! topology_venv_satisfied; then
-        echo "install-deps: pip install ${TOPOLOGY_REQUIREMENTS[*]} into $TOPOLOGY_VENV"
-        quietly "$TOPOLOGY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "${TOPOLOGY_REQUIREMENTS[@]}"
-        topology_venv_satisfied || {
-            echo "install-deps: $TOPOLOGY_VENV still lacks one of ${TOPOLOGY_REQUIREMENTS[*]}" >&2
+    if ! requirements_satisfied "$venv" "$@"; then
+        echo "install-deps: pip install $* into $venv"
+        quietly "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+        requirements_satisfied "$venv" "$@" || {
+            echo "install-deps: $venv still lacks one of $*" >&2
             exit 1
         }
-    fi
-}
-
-install_redis5_venv() {
-    if ! venv_runs "$REDIS5_VENV"; then
-        echo "install-deps: creating Python venv $REDIS5_VENV"
-        quietly python3 -m venv --clear "$REDIS5_VENV"
-    fi
-    if ! requirements_met "$REDIS5_VENV" "${REDIS5_REQUIREMENTS[@]}"; then
-        echo "install-deps: pip install ${REDIS5_REQUIREMENTS[*]} into $REDIS5_VENV"
-        quietly "$REDIS5_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "${REDIS5_REQUIREMENTS[@]}"
     fi
 }
 
@@ -214,6 +208,7 @@ check_pg_server
 install_cargo_fuzz
 install_venv
 check_libpq
-install_topology_venv
+install_requirements "$TOPOLOGY_VENV" "${TOPOLOGY_REQUIREMENTS[@]}"
 check_libpq "$TOPOLOGY_VENV"
-install_redis5_venv
+install_requirements "$REDIS5_VENV" "${REDIS5_REQUIREMENTS[@]}"
+install_requirements "$CELERY57_VENV" "${CELERY57_REQUIREMENTS[@]}"

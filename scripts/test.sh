@@ -2,15 +2,15 @@
 # Run the whole test suite (this is what CI runs, through .ci/run).
 #
 #   scripts/test.sh                 cargo test, a short fuzzing run, the manifest checks, the
-#                                   end-to-end test
+#                                   short chaos run
 #   scripts/test.sh [cargo args]    only cargo test with those arguments (e.g. a name filter)
 #
 # Installs the dependencies first (scripts/install-deps.sh: Redis, PostgreSQL, HAProxy, Python
 # venvs); the integration tests start their own Redis and PostgreSQL servers on free ports and
 # spawn the debug snigate binary. Then tests/manifests/check.sh checks openshift/ offline, and
-# scripts/e2e.sh runs a Celery fleet through router -> gateway in two network namespaces
-# (needs root). Every part runs even when an earlier one fails; the exit status is non-zero
-# when any failed.
+# the chaos suite's short run (tests/chaos) restarts every piece of the path once under a
+# Celery fleet in two network namespaces (needs root; ~2 min). Every part runs even when an
+# earlier one fails; the exit status is non-zero when any failed.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -39,12 +39,13 @@ scripts/fuzz.sh 15 && RESULT[fuzz]=ok || RESULT[fuzz]=FAILED
 echo "==> manifest checks (tests/manifests/check.sh)"
 tests/manifests/check.sh && RESULT[manifests]=ok || RESULT[manifests]=FAILED
 
-echo "==> end-to-end: Celery through router -> gateway (scripts/e2e.sh)"
-scripts/e2e.sh && RESULT[e2e]=ok || RESULT[e2e]=FAILED
+echo "==> chaos: a Celery fleet through router -> two gateways while the path restarts (tests/chaos)"
+as_root env ${SNIGATE_BIN:+SNIGATE_BIN="$SNIGATE_BIN"} "$REPO_ROOT/.venv-topology/bin/python" \
+    tests/chaos/cli.py && RESULT[chaos]=ok || RESULT[chaos]=FAILED
 
 echo
 passed=0 failed=0
-for part in "cargo test" fuzz manifests e2e; do
+for part in "cargo test" fuzz manifests chaos; do
     echo "test.sh: $part ${RESULT[$part]}"
     if [[ "${RESULT[$part]}" == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done

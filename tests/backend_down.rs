@@ -205,7 +205,7 @@ fn redis_py_client_recovers_when_backend_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("backend-up");
     let child = Command::new(&py)
-        .arg(repo_root().join("tests/e2e/redis_recover.py"))
+        .arg(repo_root().join("tests/support/redis_recover.py"))
         .arg(sc.port("redis").to_string())
         .arg(&flag)
         .stdout(Stdio::piped())

@@ -119,7 +119,7 @@ async fn sidecar_recovers_as_soon_as_a_restarted_gateway_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("gateway-up");
     let child = Command::new(python())
-        .arg(repo_root().join("tests/e2e/redis_recover.py"))
+        .arg(repo_root().join("tests/support/redis_recover.py"))
         .arg(tunnel.port().to_string())
         .arg(&flag)
         .stdout(Stdio::piped())

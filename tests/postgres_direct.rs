@@ -85,7 +85,7 @@ fn psycopg_with_libpq17_sslnegotiation_direct() {
         "{} missing: run scripts/install-deps.sh or set SNIGATE_PYTHON",
         py.display()
     );
-    let script = repo_root().join("tests/e2e/pg_direct.py");
+    let script = repo_root().join("tests/chaos/pg_direct.py");
     let out = run(Command::new(&py).arg(script).arg(d.conninfo()), CMD);
     let (o, e) = texts(&out);
     assert!(out.status.success(), "pg_direct.py failed:\n{o}\n{e}");

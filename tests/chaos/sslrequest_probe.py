@@ -1,7 +1,7 @@
 """Send a PostgreSQL SSLRequest, as every libpq before 17 (and psql's default) does, and print
-what comes back. Used by scripts/e2e.sh against the router (expect no `S`: the router waits
-for a TLS ClientHello with SNI, never sees one, and hands the connection to its default TLS
-frontend) and against the gateway directly (expect `S`).
+what comes back. Used by the chaos suite's quick checks against the router (expect no `S`:
+the router waits for a TLS ClientHello with SNI, never sees one, and hands the connection to
+its default TLS frontend) and against the gateway directly (expect `S`).
 
 Usage: sslrequest_probe.py HOST PORT TIMEOUT_SECONDS
 Prints one line: `answer: S`, `answer: N`, `answer: closed` or `answer: bytes <hex>`.
