@@ -7,6 +7,7 @@ mod allow;
 mod common;
 mod gateway;
 mod login;
+mod proxy;
 mod sidecar;
 
 use std::fmt;
@@ -18,6 +19,7 @@ pub use allow::AllowRule;
 pub use common::{sni_name, HostPort, Limits, NameError, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
 pub use login::LoginConfig;
+pub use proxy::{ProxySetting, ProxyUrl, ProxyUrlError};
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
 
 /// A value that parsed but cannot work: which key, what is wrong, and how to fix it.

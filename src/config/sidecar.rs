@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
+use super::proxy::ProxySetting;
 use super::Invalid;
 
 /// The sidecar's configuration file.
@@ -28,6 +29,10 @@ pub struct SidecarConfig {
     /// Threads.
     #[serde(default)]
     pub runtime: Runtime,
+    /// The HTTP proxy every tunnel reaches its gateway through, or `none`; unset: the
+    /// environment's `HTTPS_PROXY` and `NO_PROXY`, read as curl reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySetting>,
     /// Local listener → gateway route, at least one.
     pub tunnels: Vec<TunnelConfig>,
 }
@@ -89,6 +94,9 @@ pub struct TunnelConfig {
     /// (1 h by default) and any idle limit on the way.
     #[serde(default = "warm_max_age_default", with = "humantime_serde")]
     pub warm_max_age: Duration,
+    /// This tunnel's proxy, or `none`, in place of the top-level `proxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySetting>,
 }
 
 fn resume_by_default() -> bool {

@@ -1,11 +1,13 @@
-//! Reaching the gateway: a TCP connection, then TLS with the tunnel's SNI, each under its
-//! deadline; never a plaintext fallback. The TCP step is the one an egress proxy replaces.
+//! Reaching the gateway: a TCP connection (straight, or through the egress proxy's CONNECT),
+//! then TLS with the tunnel's SNI, each under its deadline; never a plaintext fallback.
 
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::egress::Egress;
 use super::failure::Failure;
+use super::proxy;
 use super::start::Fresh;
 use crate::buffer::Lent;
 use crate::config::{HostPort, Timeouts};
@@ -15,21 +17,25 @@ use crate::dial::{dial, timed_out};
 pub struct Dialer {
     /// The gateway's address as configured.
     pub addr: HostPort,
+    /// Straight to the gateway, or through a proxy.
+    pub egress: Egress,
     server_name: ServerName<'static>,
     tls: TlsConnector,
     timeouts: Timeouts,
 }
 
 impl Dialer {
-    /// A dialer for `addr`, verifying the gateway as `server_name`.
+    /// A dialer for `addr` by way of `egress`, verifying the gateway as `server_name`.
     pub fn new(
         addr: HostPort,
+        egress: Egress,
         server_name: ServerName<'static>,
         tls: TlsConnector,
         timeouts: Timeouts,
     ) -> Dialer {
         Dialer {
             addr,
+            egress,
             server_name,
             tls,
             timeouts,
@@ -46,6 +52,9 @@ impl Dialer {
     }
 
     async fn tcp(&self) -> Result<TcpStream, Failure> {
+        if let Egress::Proxy { url, .. } = &self.egress {
+            return Ok(proxy::connect(url, &self.addr, self.timeouts.connect).await?);
+        }
         dial(&self.addr, self.timeouts.connect)
             .await
             .map_err(|source| Failure::Unreachable {

@@ -7,6 +7,8 @@ use crate::config::HostPort;
 use crate::error::{Classified, Side};
 use crate::protocol::postgres::PacketError;
 
+use super::proxy::ProxyError;
+
 /// Why the sidecar did not relay a local client's connection.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -18,6 +20,8 @@ pub enum Failure {
     PreambleTimeout(Duration),
     #[error("gateway {addr} unreachable: {source}")]
     Unreachable { addr: HostPort, source: io::Error },
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     #[error("TLS handshake with gateway {addr} failed: {source}")]
     Handshake { addr: HostPort, source: io::Error },
     #[error("could not send to gateway {addr}: {source}")]
@@ -45,6 +49,7 @@ impl Classified for Failure {
             Failure::Preamble(_) => "bad_preamble",
             Failure::PreambleTimeout(_) => "preamble_timeout",
             Failure::Unreachable { .. } => "gateway_unreachable",
+            Failure::Proxy(error) => error.reason(),
             Failure::Handshake { .. } => "gateway_handshake_failed",
             Failure::Unsent { .. } => "gateway_write_failed",
             Failure::GoAway { .. } => "gateway_going_away",
@@ -58,8 +63,10 @@ impl Classified for Failure {
     /// retried; a certificate or name that does not verify, or a gateway alert refusing us
     /// (rustls reports both as InvalidData), does not. Nor does a connection lost after
     /// START: the client's bytes may have reached the backend, so they are not sent again.
+    /// An egress proxy's failures are classified by [`ProxyError::transient`].
     fn transient(&self) -> bool {
         match self {
+            Failure::Proxy(error) => error.transient(),
             Failure::Handshake { source, .. } => source.kind() != io::ErrorKind::InvalidData,
             Failure::Unreachable { .. } | Failure::Unsent { .. } | Failure::GoAway { .. } => true,
             _ => false,

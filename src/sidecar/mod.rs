@@ -2,8 +2,10 @@
 
 mod connection;
 mod dialer;
+mod egress;
 mod failure;
 mod listeners;
+mod proxy;
 mod reload;
 mod start;
 mod tunnel;
@@ -89,6 +91,7 @@ impl Sidecar {
         self.listeners.set_serving(serving.clone());
         let snapshot = self.snapshot();
         self.bind_tunnels(&snapshot).await?;
+        log_routes(&snapshot);
         self.warm_tunnels(&snapshot);
         self.health.set_started();
         if !self.snapshot().config.timeouts.probe_interval.is_zero() {
@@ -142,6 +145,15 @@ impl Sidecar {
     }
 }
 
+/// How each tunnel reaches its gateway: straight, or through which proxy and why; the first
+/// thing to check when a gateway cannot be reached from a private network.
+fn log_routes(snapshot: &Snapshot) {
+    for tunnel in snapshot.tunnels.values() {
+        let dialer = &tunnel.dialer;
+        tracing::info!(tunnel = %tunnel.name, connect = %dialer.addr, route = %dialer.egress, "tunnel route");
+    }
+}
+
 impl crate::reload::Snapshot for Snapshot {
     fn load(file: &Path, metrics: &Metrics) -> Result<Snapshot, ConfigError> {
         Snapshot::build(config::load_sidecar(file)?, file, metrics)
@@ -175,9 +187,11 @@ impl Snapshot {
         let mut certs = vec![(config.tls.ca.as_path(), Role::Trusted)];
         certs.extend(config.tls.cert.as_deref().map(|c| (c, Role::Client)));
         expiry::record(metrics, &certs, None);
+        let routes = egress::resolve(&config, |name| std::env::var(name).ok())
+            .map_err(|e| ConfigError::invalid(file, e))?;
         let mut tunnels = HashMap::new();
-        for (i, t) in config.tunnels.iter().enumerate() {
-            let tunnel = Tunnel::new(t, &tls, config.timeouts).ok_or_else(|| {
+        for ((i, t), egress) in config.tunnels.iter().enumerate().zip(routes) {
+            let tunnel = Tunnel::new(t, egress, &tls, config.timeouts).ok_or_else(|| {
                 let key = format!("tunnels[{i}].server_name");
                 ConfigError::invalid(file, Invalid::new(key, "not a DNS name", "use a DNS name"))
             })?;

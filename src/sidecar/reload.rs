@@ -16,6 +16,7 @@ impl Reload for Arc<Sidecar> {
 
     async fn prepare(&self, next: &Snapshot) -> Result<(), ReloadError> {
         self.bind_tunnels(next).await?;
+        super::log_routes(next);
         self.warm_tunnels(next);
         Ok(())
     }

@@ -8,6 +8,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::dialer::Dialer;
+use super::egress::Egress;
 use super::failure::Failure;
 use super::warm::Pool;
 use crate::config::{Protocol, Timeouts, TunnelConfig};
@@ -32,10 +33,16 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// `config.server_name` has been validated as a DNS name when the config was loaded.
-    pub fn new(config: &TunnelConfig, tls: &ClientTls, timeouts: Timeouts) -> Option<Arc<Tunnel>> {
+    pub fn new(
+        config: &TunnelConfig,
+        egress: Egress,
+        tls: &ClientTls,
+        timeouts: Timeouts,
+    ) -> Option<Arc<Tunnel>> {
         let server_name = ServerName::try_from(config.server_name.clone()).ok()?;
         let connector = TlsConnector::from(tls.tunnel_config(config));
-        let dialer = Dialer::new(config.connect.clone(), server_name, connector, timeouts);
+        let addr = config.connect.clone();
+        let dialer = Dialer::new(addr, egress, server_name, connector, timeouts);
         Some(Arc::new(Tunnel {
             name: config.name.clone(),
             protocol: config.protocol,
