@@ -43,6 +43,10 @@ pub struct Connect {
     /// SNI sent to the gateway; defaults to the host of HOST:PORT.
     #[arg(long)]
     pub server_name: Option<String>,
+    /// HTTP proxy to the gateway, http://[user:password@]host:port, or none; by default
+    /// HTTPS_PROXY and NO_PROXY, as curl reads them.
+    #[arg(long, value_name = "URL|none")]
+    pub proxy: Option<String>,
 }
 
 fn host_port(text: &str) -> Result<HostPort, String> {
@@ -102,6 +106,9 @@ impl Connect {
             tls.insert("key".into(), path_value(key));
         }
         let mut root = Mapping::new();
+        if let Some(proxy) = &self.proxy {
+            root.insert("proxy".into(), proxy.clone().into());
+        }
         root.insert("tls".into(), Value::Mapping(tls));
         root.insert(
             "tunnels".into(),
@@ -151,6 +158,7 @@ pub fn name_flags(error: ConfigError) -> ConfigError {
                 "tunnels[0].listen" => "--listen",
                 "tunnels[0].connect" => "HOST:PORT",
                 "tunnels[0].server_name" => "--server-name",
+                "proxy" => "--proxy",
                 _ => return ConfigError::Invalid { file, invalid },
             };
             invalid.key = flag.to_owned();
@@ -193,6 +201,7 @@ mod tests {
             key: Some("me.key".into()),
             protocol: None,
             server_name: None,
+            proxy: None,
         }
     }
 
@@ -211,6 +220,16 @@ mod tests {
             ..flags()
         };
         assert_eq!(redis.protocol().unwrap(), Protocol::Redis);
+        assert!(
+            config.proxy.is_none(),
+            "without --proxy, the environment decides"
+        );
+        let proxied = Connect {
+            proxy: Some("none".into()),
+            ..flags()
+        };
+        let setting = proxied.config().unwrap().proxy.unwrap().setting("proxy");
+        assert!(setting.unwrap() == crate::config::ProxySetting::None);
     }
 
     #[test]
@@ -252,6 +271,13 @@ mod tests {
                 "snigate connect: --cert: tls.cert and tls.key must be given together",
             ),
         ];
+        let cases = cases.into_iter().chain([(
+            Connect {
+                proxy: Some("https://me:Pw-1@proxy.corp:3128".into()),
+                ..flags()
+            },
+            "snigate connect: --proxy: `https://me:***@proxy.corp:3128` is an HTTPS proxy",
+        )]);
         for (connect, want) in cases {
             let got = connect.config().unwrap_err().to_string();
             assert!(got.starts_with(want), "{got}");

@@ -19,7 +19,7 @@ pub use allow::AllowRule;
 pub use common::{sni_name, HostPort, Limits, NameError, Protocol, Timeouts, TlsVersion};
 pub use gateway::{GatewayConfig, GatewayTls, RouteConfig};
 pub use login::LoginConfig;
-pub use proxy::{ProxySetting, ProxyUrl, ProxyUrlError};
+pub use proxy::{ProxyKey, ProxySetting, ProxyUrl, ProxyUrlError};
 pub use sidecar::{SidecarConfig, SidecarTls, TunnelConfig};
 
 /// A value that parsed but cannot work: which key, what is wrong, and how to fix it.

@@ -7,13 +7,19 @@ use std::fmt;
 use hyper::header::HeaderValue;
 use hyper::Uri;
 use hyper_util::client::proxy::matcher::Matcher;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::common::HostPort;
+use super::Invalid;
+
+/// A `proxy:` value as written (password included), read with [`ProxyKey::setting`]; the
+/// config's validation has read it once, so that an error names the key.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ProxyKey(String);
 
 /// What a `proxy:` key says.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ProxySetting {
     /// `none`: straight to the gateway, whatever the environment says.
     None,
@@ -36,21 +42,56 @@ pub struct ProxyUrl {
 /// Why a proxy URL cannot be used; every message shows the URL with its password masked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyUrlError {
-    #[error("is empty: write none, or http://[user:password@]host:port")]
+    #[error("the proxy URL is empty")]
     Empty,
-    #[error(
-        "`{0}` is an HTTPS proxy, which is not supported (TLS to the proxy itself): use the \
-         proxy's http:// address; the tunnel's TLS goes end to end through it all the same"
-    )]
+    #[error("`{0}` is an HTTPS proxy (TLS to the proxy itself), which is not supported")]
     Https(String),
-    #[error(
-        "`{url}`: the scheme `{scheme}` is not supported: write http://[user:password@]host:port"
-    )]
+    #[error("`{url}`: the scheme `{scheme}` is not supported")]
     Scheme { url: String, scheme: String },
-    #[error("`{0}` has no port: write the proxy's port, e.g. http://proxy.example.com:3128")]
+    #[error("`{0}` has no port")]
     NoPort(String),
-    #[error("`{0}` is not http://[user:password@]host:port (a path, query or fragment, or a bad host or port); percent-encode special characters in the user and password")]
+    #[error("`{0}` is not http://[user:password@]host:port")]
     Malformed(String),
+}
+
+impl ProxyUrlError {
+    /// What to write instead.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            ProxyUrlError::Empty => "write none, or http://[user:password@]host:port",
+            ProxyUrlError::Https(_) => {
+                "use the proxy's http:// address: the tunnel's TLS goes end to end through \
+                 the proxy all the same"
+            }
+            ProxyUrlError::Scheme { .. } => "write http://[user:password@]host:port",
+            ProxyUrlError::NoPort(_) => {
+                "write the proxy's port, e.g. http://proxy.example.com:3128"
+            }
+            ProxyUrlError::Malformed(_) => {
+                "write http://[user:password@]host:port, with no path after it, a port from 1 \
+                 to 65535, and special characters of the user and password percent-encoded"
+            }
+        }
+    }
+}
+
+impl ProxyKey {
+    /// What the value says; the error names `key` and says what to write.
+    pub fn setting(&self, key: &str) -> Result<ProxySetting, Invalid> {
+        ProxySetting::parse(&self.0).map_err(|e| Invalid::new(key, e.to_string(), e.fix()))
+    }
+}
+
+impl From<&str> for ProxyKey {
+    fn from(text: &str) -> ProxyKey {
+        ProxyKey(text.to_owned())
+    }
+}
+
+impl fmt::Debug for ProxyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyKey({})", mask(&self.0))
+    }
 }
 
 impl ProxySetting {
@@ -140,25 +181,6 @@ pub fn mask(text: &str) -> String {
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{}{user}:***{}", &text[..start], &text[at..]),
         None => text.to_owned(),
-    }
-}
-
-impl TryFrom<String> for ProxySetting {
-    type Error = ProxyUrlError;
-
-    fn try_from(text: String) -> Result<Self, ProxyUrlError> {
-        ProxySetting::parse(&text)
-    }
-}
-
-/// Config text is written back as it was read (tests and tools write configs this way);
-/// everything meant for people goes through `Display`, which masks.
-impl Serialize for ProxySetting {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ProxySetting::None => serializer.serialize_str("none"),
-            ProxySetting::Http(url) => serializer.serialize_str(&url.text),
-        }
     }
 }
 

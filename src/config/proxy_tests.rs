@@ -94,5 +94,38 @@ fn the_password_shows_nowhere_but_in_config_text() {
         assert!(!s.contains(secret), "{s}");
     }
     assert_eq!(setting.to_string(), "http://user:***@proxy.corp:3128");
-    assert_eq!(serde_yaml::to_string(&setting).unwrap().trim(), text);
+    let key = ProxyKey::from(text.as_str());
+    assert_eq!(
+        format!("{key:?}"),
+        "ProxyKey(http://user:***@proxy.corp:3128)"
+    );
+    assert_eq!(serde_yaml::to_string(&key).unwrap().trim(), text);
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_fix() {
+    let yaml = |top: &str, own: &str| {
+        format!(
+            "{top}\ntls: {{ca: ca.crt}}\ntunnels:\n  - {{name: r, listen: 127.0.0.1:0, \
+             protocol: redis, connect: gw.example.test:443{own}}}\n"
+        )
+    };
+    let file = std::path::Path::new("s.yaml");
+    let error = |text: String| match crate::config::sidecar_from_str(&text, file) {
+        Err(crate::config::ConfigError::Invalid { invalid, .. }) => invalid,
+        other => panic!("{other:?}"),
+    };
+    let top = error(yaml("proxy: https://u:pw@p.corp:3128", ""));
+    assert_eq!(top.key, "proxy");
+    assert!(
+        top.fix.starts_with("use the proxy's http:// address"),
+        "{top}"
+    );
+    let own = error(yaml("", ", proxy: \"http://u:pw@p.corp\""));
+    assert_eq!(own.key, "tunnels[0].proxy");
+    assert_eq!(
+        own.to_string(),
+        "tunnels[0].proxy: `http://u:***@p.corp` has no port\n  \
+        fix: write the proxy's port, e.g. http://proxy.example.com:3128"
+    );
 }

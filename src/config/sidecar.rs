@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
-use super::proxy::ProxySetting;
+use super::proxy::ProxyKey;
 use super::Invalid;
 
 /// The sidecar's configuration file.
@@ -32,7 +32,7 @@ pub struct SidecarConfig {
     /// The HTTP proxy every tunnel reaches its gateway through, or `none`; unset: the
     /// environment's `HTTPS_PROXY` and `NO_PROXY`, read as curl reads them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<ProxySetting>,
+    pub proxy: Option<ProxyKey>,
     /// Local listener → gateway route, at least one.
     pub tunnels: Vec<TunnelConfig>,
 }
@@ -96,7 +96,7 @@ pub struct TunnelConfig {
     pub warm_max_age: Duration,
     /// This tunnel's proxy, or `none`, in place of the top-level `proxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<ProxySetting>,
+    pub proxy: Option<ProxyKey>,
 }
 
 fn resume_by_default() -> bool {
@@ -115,6 +115,9 @@ const MIN_WARM_MAX_AGE: Duration = Duration::from_secs(1);
 impl SidecarConfig {
     pub(super) fn validate(&mut self) -> Result<(), Invalid> {
         self.runtime.validate()?;
+        if let Some(proxy) = &self.proxy {
+            proxy.setting("proxy")?;
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err(Invalid::new(
                 "tls.cert",
@@ -184,6 +187,9 @@ impl TunnelConfig {
                 "set server_name to the gateway route's DNS name",
             )
         })?;
+        if let Some(proxy) = &self.proxy {
+            proxy.setting(&format!("tunnels[{i}].proxy"))?;
+        }
         if self.warm > MAX_WARM {
             return Err(Invalid::new(
                 format!("tunnels[{i}].warm"),

@@ -35,11 +35,12 @@ pub fn resolve(
     let mut environment = None;
     let mut routes = Vec::with_capacity(config.tunnels.len());
     for (i, tunnel) in config.tunnels.iter().enumerate() {
-        let (setting, key) = match (&tunnel.proxy, &config.proxy) {
+        let (written, key) = match (&tunnel.proxy, &config.proxy) {
             (Some(own), _) => (Some(own), format!("tunnels[{i}].proxy")),
             (None, top) => (top.as_ref(), "proxy".to_owned()),
         };
-        let route = match setting {
+        let setting = written.map(|key_text| key_text.setting(&key)).transpose()?;
+        let route = match setting.as_ref() {
             Some(ProxySetting::None) => Egress::Direct {
                 why: format!("{key}: none"),
             },
@@ -82,8 +83,11 @@ impl Environment {
                     Invalid::new(
                         format!("environment variable {name}"),
                         e.to_string(),
-                        "correct the variable, or set the config's proxy: (a URL, or none) so \
-                         that the environment is not read",
+                        format!(
+                            "{} in the variable; or set proxy: (a URL, or none) in the config, \
+                             and the environment is not read",
+                            e.fix()
+                        ),
                     )
                 })?;
                 Some((url, name))
