@@ -13,6 +13,7 @@ pub mod resp;
 pub mod security;
 pub mod snigate;
 pub mod speaker;
+pub mod squid;
 pub mod stop;
 pub mod tls;
 

@@ -62,6 +62,8 @@ pub struct Opts {
     pub args_before: Vec<String>,
     /// Arguments after `--config FILE`.
     pub args_after: Vec<String>,
+    /// Environment variables of the process (the caller's proxy variables are never passed).
+    pub env: Vec<(String, String)>,
 }
 
 impl Opts {
@@ -78,6 +80,12 @@ impl Opts {
     pub fn timeout(mut self, key: &str, value: &str) -> Opts {
         self.timeouts.retain(|(k, _)| k != key);
         self.timeouts.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the environment variable `key` of the process.
+    pub fn env(mut self, key: &str, value: &str) -> Opts {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -196,6 +204,8 @@ pub struct Tunnel {
     pub session_resumption: Option<bool>,
     /// `warm:` connections kept ready to the gateway.
     pub warm: Option<usize>,
+    /// `proxy:` of the tunnel: a URL or `none`.
+    pub proxy: Option<String>,
 }
 
 impl Tunnel {
@@ -208,7 +218,14 @@ impl Tunnel {
             server_name: Some(sni.into()),
             session_resumption: None,
             warm: None,
+            proxy: None,
         }
+    }
+
+    /// With `proxy: url` (or `none`).
+    pub fn proxy(mut self, url: &str) -> Tunnel {
+        self.proxy = Some(url.into());
+        self
     }
 
     /// With `warm: n`.
@@ -264,6 +281,9 @@ pub fn sidecar_yaml_files(files: &ClientFiles, tunnels: &[Tunnel], opts: &Opts) 
         if let Some(warm) = t.warm {
             y += &format!("    warm: {warm}\n");
         }
+        if let Some(proxy) = &t.proxy {
+            y += &format!("    proxy: \"{proxy}\"\n");
+        }
     }
     y
 }
@@ -297,6 +317,12 @@ impl Proc {
             .args(&opts.args_after)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            // A developer's or CI's own proxy must not route the tests' tunnels.
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .envs(opts.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log_path).unwrap())
