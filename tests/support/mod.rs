@@ -16,6 +16,7 @@ pub mod speaker;
 pub mod squid;
 pub mod stop;
 pub mod tls;
+pub mod wanlink;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

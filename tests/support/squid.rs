@@ -75,7 +75,8 @@ impl Squid {
                 return Some(false);
             }
             let log = fs::read_to_string(&cache_log).unwrap_or_default();
-            log.contains("Accepting HTTP Socket connections").then_some(true)
+            log.contains("Accepting HTTP Socket connections")
+                .then_some(true)
         });
         match ready {
             Some(true) => Some(Squid {

@@ -1,0 +1,104 @@
+//! Egress through squid across the emulated WAN link (bench/wanlink between the sidecar and
+//! the proxy): TLS and mutual authentication go end to end through the proxy, CONNECT costs
+//! one round trip on the link, and a warm connection has paid for it before the client came.
+
+mod support;
+
+use std::process::Command;
+
+use support::pki::{CLIENT_NAME, REDIS_SNI};
+use support::snigate::Opts;
+use support::squid::{Squid, SquidOpts};
+use support::wanlink::Wanlink;
+use support::*;
+
+const USER: &str = "worker";
+const PASSWORD: &str = "Wan-Proxy-Pw-2b9d";
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = run(
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args),
+        CMD,
+    );
+    texts(&out).0
+}
+
+/// Round trips the client side waited for on link connection `conn` before its close: each
+/// time the deliveries turn from `>` (towards the proxy) to `<`.
+fn round_trips(link: &Wanlink, conn: u64) -> usize {
+    let trace = link.trace();
+    let deliveries = trace.iter().filter(|(c, _, _)| *c == conn);
+    let before_close = deliveries.take_while(|(_, _, what)| what != "FIN" && what != "RST");
+    let directions: Vec<&str> = before_close.map(|(_, dir, _)| dir.as_str()).collect();
+    directions.windows(2).filter(|w| w == &[">", "<"]).count()
+}
+
+#[test]
+fn through_squid_across_a_wan_link_cold_and_warm() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let ok = format!("dns:{CLIENT_NAME}");
+    let route = Route::new("redis", REDIS_SNI, "redis", redis.addr()).allow(&[&ok]);
+    let gw = Gateway::start(&pki, &[route]);
+    let squid = Squid::start(&SquidOpts {
+        auth: Some((USER.into(), PASSWORD.into())),
+        ..SquidOpts::default()
+    });
+    let link = Wanlink::start(squid.addr(), "40ms");
+    let url = format!("http://{USER}:{PASSWORD}@{}", link.addr);
+    let quiet = Opts::new().timeout("probe_interval", "0s");
+
+    // Cold: the client's connection pays CONNECT, the TLS handshake and its command.
+    let cold = Tunnel::new("redis", "redis", gw.addr, REDIS_SNI).proxy(&url);
+    let sc = Sidecar::start_with(&pki, &[cold], &quiet);
+    let value = "v".repeat(100_000);
+    assert_eq!(redis_cli(sc.port("redis"), &["SET", "big", &value]), "OK\n");
+    assert_eq!(
+        redis_cli(sc.port("redis"), &["GET", "big"]),
+        format!("{value}\n")
+    );
+    drop(sc);
+    // (The SET's 100 kB leave in two parts: its first 16 KiB with START, the rest once the
+    // gateway has answered STARTED; the GET is one write.)
+    let trips = round_trips(&link, 1);
+    assert_eq!(trips, 3, "CONNECT, TLS, GET: {:?}", link.trace());
+
+    // Warm: CONNECT and TLS were paid when the sidecar started; the client waits for its
+    // command only, on the connection the link accepted first.
+    let warm = Tunnel::new("redis", "redis", gw.addr, REDIS_SNI)
+        .proxy(&url)
+        .warm(1);
+    let sc = Sidecar::start_with(&pki, &[warm], &quiet);
+    let first_warm = 2;
+    wait_for("the warm connection's TLS handshake", READY, || {
+        (round_trips(&link, first_warm) >= 2).then_some(())
+    });
+    let before = round_trips(&link, first_warm);
+    assert_eq!(redis_cli(sc.port("redis"), &["PING"]), "PONG\n");
+    drop(sc);
+    wait_for("the warm connection's close", READY, || {
+        let trace = link.trace();
+        let closed = trace.iter().any(|(c, _, w)| *c == first_warm && w == "FIN");
+        closed.then_some(())
+    });
+    assert_eq!(
+        round_trips(&link, first_warm) - before,
+        1,
+        "{:?}",
+        link.trace()
+    );
+
+    // The proxy saw CONNECTs to the gateway and nothing else; the gateway saw the worker.
+    let seen = squid.wait_access(4);
+    let target = gw.addr.to_string();
+    assert!(
+        seen.iter()
+            .all(|a| a.method == "CONNECT" && a.target == target && a.user == USER),
+        "{seen:#?}"
+    );
+    let served = gw
+        .proc
+        .lines_with(&["closed", &format!("client=dns:{CLIENT_NAME}")]);
+    assert!(served.len() >= 3, "{}", gw.proc.log());
+}
