@@ -5,7 +5,8 @@
 #     chaos suite (tests/chaos) haproxy nftables iproute2; prometheus (promtool, and the
 #     Prometheus that tests/prometheus.rs starts), systemd and procps (systemd-analyze verify of
 #     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose),
-#     stunnel4 (plays an older gateway without snigate/1 in tests/warm.rs)
+#     stunnel4 (plays an older gateway without snigate/1 in tests/warm.rs), squid (the egress
+#     proxy of tests/proxy.rs and tests/proxy_wan.rs)
 #   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17), redis>=5 and
 #     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
 #   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
@@ -27,7 +28,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(redis-server redis-tools postgresql postgresql-client openssl haproxy nftables iproute2 g++
-    prometheus systemd procps docker-compose stunnel4)
+    prometheus systemd procps docker-compose stunnel4 squid)
 VENV="$REPO_ROOT/.venv"
 PIP_REQUIREMENTS=("psycopg[binary]>=3.2" "redis>=5" "sslyze>=6")
 TOPOLOGY_VENV="$REPO_ROOT/.venv-topology"
@@ -85,16 +86,20 @@ install_apt_packages() {
     quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${missing[@]}"
     if [[ " ${missing[*]} " == *" prometheus "* ]]; then
-        keep_prometheus_service_off
+        keep_service_off prometheus
+    fi
+    if [[ " ${missing[*]} " == *" squid "* ]]; then
+        keep_service_off squid
     fi
 }
 
-# The package enables a system Prometheus on port 9090, which the demo's gateway admin uses;
-# the tests start their own. Only where systemd runs (a container has no service to stop).
-keep_prometheus_service_off() {
+# The prometheus package enables a system Prometheus on port 9090, which the demo's gateway
+# admin uses, and squid a proxy on 3128; the tests start their own. Only where systemd runs
+# (a container has no service to stop).
+keep_service_off() {
     if [[ -d /run/systemd/system ]]; then
-        echo "install-deps: disabling prometheus.service (the tests start their own Prometheus)"
-        quietly as_root systemctl disable --now prometheus.service
+        echo "install-deps: disabling $1.service (the tests start their own)"
+        quietly as_root systemctl disable --now "$1.service"
     fi
 }
 
