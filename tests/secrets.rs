@@ -1,7 +1,8 @@
 //! No secret in any log line, even at `RUST_LOG=trace`: a full session through sidecar and
 //! gateway with PostgreSQL password users (SCRAM-SHA-256 and MD5) and Redis `requirepass`,
-//! right and wrong passwords, clients through the sidecar and straight to the gateway; then
-//! both logs are searched for the passwords, any PEM block and the base64 of every
+//! right and wrong passwords, clients through the sidecar (which reaches the gateway through
+//! squid with basic auth) and straight to the gateway; then both logs are searched for the
+//! passwords, the proxy's `Proxy-Authorization`, any PEM block and the base64 of every
 //! certificate and key file.
 
 mod support;
@@ -11,6 +12,7 @@ use std::process::Command;
 
 use support::pki::{p, CLIENT_NAME, PG_SNI, REDIS_SNI};
 use support::security::*;
+use support::squid::{Squid, SquidOpts};
 use support::tls::{resp_line, ClientOpts};
 use support::{run, texts, Pki, Postgres, RedisServer, CMD};
 
@@ -18,6 +20,10 @@ const SCRAM_PASSWORD: &str = "Scram-Pw-9f2c41d7";
 const MD5_PASSWORD: &str = "Md5-Pw-7be3a5c0";
 const REDIS_PASSWORD: &str = "Redis-Pw-4d81e6b9";
 const WRONG_PASSWORD: &str = "Wrong-Pw-0a6f3c2e";
+const PROXY_USER: &str = "worker";
+const PROXY_PASSWORD: &str = "Proxy-Pw-3e8a61c4";
+/// base64("worker:Proxy-Pw-3e8a61c4"): the credentials as sent to the proxy.
+const PROXY_AUTHORIZATION: &str = "d29ya2VyOlByb3h5LVB3LTNlOGE2MWM0";
 
 /// PostgreSQL with a SCRAM and an MD5 password user; `postgres` itself stays trusted for
 /// the harness.
@@ -112,10 +118,15 @@ async fn no_password_key_or_certificate_in_trace_logs() {
         None,
     );
     let gw_addr = gw.addr("");
+    let squid = Squid::start(&SquidOpts {
+        auth: Some((PROXY_USER.into(), PROXY_PASSWORD.into())),
+        ..SquidOpts::default()
+    });
     let sidecar_yaml = format!(
-        "timeouts: {{probe_interval: 0s}}\ntls:\n  ca: {}\n  cert: {}\n  key: {}\ntunnels:\n\
+        "proxy: \"{}\"\ntimeouts: {{probe_interval: 0s}}\ntls:\n  ca: {}\n  cert: {}\n  key: {}\ntunnels:\n\
          \x20 - {{name: redis, listen: 127.0.0.1:0, protocol: redis, connect: {gw_addr}, server_name: {REDIS_SNI}}}\n\
          \x20 - {{name: postgres, listen: 127.0.0.1:0, protocol: postgres, connect: {gw_addr}, server_name: {PG_SNI}}}\n",
+        squid.url(Some((PROXY_USER, PROXY_PASSWORD))),
         p(&pki.ca()),
         p(&pki.client_cert()),
         p(&pki.client_key())
@@ -182,7 +193,19 @@ async fn no_password_key_or_certificate_in_trace_logs() {
             "not running at RUST_LOG=trace"
         );
     }
-    let secrets = [SCRAM_PASSWORD, MD5_PASSWORD, REDIS_PASSWORD, WRONG_PASSWORD];
+    let through_proxy = squid.wait_access(1);
+    assert!(
+        through_proxy.iter().all(|a| a.user == PROXY_USER),
+        "{through_proxy:?}"
+    );
+    let secrets = [
+        SCRAM_PASSWORD,
+        MD5_PASSWORD,
+        REDIS_PASSWORD,
+        WRONG_PASSWORD,
+        PROXY_PASSWORD,
+        PROXY_AUTHORIZATION,
+    ];
     for (role, log) in [("gateway", gw.log()), ("sidecar", sc.log())] {
         let lines = log.lines().count();
         assert!(log.contains("closed"), "{role}: no connection was logged");
