@@ -2,7 +2,7 @@
 //! proxy. The config decides (`tunnels[].proxy`, else the top-level `proxy`); where it says
 //! nothing, the environment does, read as curl reads it for an https:// URL: `https_proxy`,
 //! else `HTTPS_PROXY`, unless the gateway's host is in `no_proxy`, else `NO_PROXY`.
-//! OpenShift's cluster-wide proxy sets these in every pod.
+//! These are the variables OpenShift's cluster-wide proxy, and most platforms, set.
 //!
 //! NO_PROXY is matched by hyper-util's matcher, which follows curl: comma-separated entries;
 //! a name matches itself and its subdomains (a leading dot changes nothing); `*` matches
