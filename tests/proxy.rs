@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::thread;
 
 use support::pki::{CLIENT_NAME, PG_SNI, REDIS_SNI};
+use support::redis_server::redis_cli;
 use support::snigate::Opts;
 use support::squid::{Access, Squid, SquidOpts};
 use support::*;
@@ -46,19 +47,6 @@ fn pg_tunnel(gateway: impl std::fmt::Display) -> Tunnel {
 /// No background probes: every CONNECT the proxy logs is a client's (or a warm one).
 fn quiet() -> Opts {
     Opts::new().timeout("probe_interval", "0s")
-}
-
-/// What redis-cli printed, one reply per line (redis-cli 7 follows an error with an empty
-/// line).
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = run(
-        Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args),
-        CMD,
-    );
-    let (o, e) = texts(&out);
-    (o + &e).trim_end().to_owned() + "\n"
 }
 
 fn psql(port: u16) -> Output {

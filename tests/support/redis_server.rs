@@ -124,3 +124,16 @@ fn wait_ready(guard: &mut ChildGuard, port: u16) -> Option<redis::Connection> {
     }
     panic!("redis-server on port {port} not ready within {READY:?}");
 }
+
+/// What redis-cli printed for `args` against 127.0.0.1:`port`, stdout then stderr, one
+/// reply per line (redis-cli 7 follows an error reply with an empty line, dropped here).
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = super::run(
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args),
+        super::CMD,
+    );
+    let (o, e) = super::texts(&out);
+    (o + &e).trim_end().to_owned() + "\n"
+}
