@@ -132,6 +132,9 @@ fn parse<T: DeserializeOwned>(
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
