@@ -3,12 +3,13 @@
 #
 #   Debian packages: redis-server redis-tools postgresql postgresql-client openssl, and for the
 #     chaos suite (tests/chaos) haproxy nftables iproute2; prometheus (promtool, and the
-#     Prometheus that tests/prometheus.rs starts), systemd and procps (systemd-analyze verify of
-#     deploy/systemd, which needs /bin/kill), docker-compose (offline check of deploy/compose),
-#     stunnel4 (plays an older gateway without snigate/1 in tests/warm.rs), squid (the egress
-#     proxy of tests/proxy.rs and tests/proxy_wan.rs)
+#     Prometheus that tests/integration/prometheus.rs starts), systemd and procps
+#     (systemd-analyze verify of deploy/systemd, which needs /bin/kill), docker-compose
+#     (offline check of deploy/compose), stunnel4 (plays an older gateway without snigate/1
+#     in tests/integration/warm.rs), squid (the egress proxy of tests/integration/proxy.rs
+#     and tests/integration/proxy_wan.rs)
 #   Python venv <repo>/.venv with psycopg[binary]>=3.2 (bundles libpq >= 17), redis>=5 and
-#     sslyze>=6 (the TLS policy scan in tests/tls_policy.rs)
+#     sslyze>=6 (the TLS policy scan in tests/integration/tls_policy.rs)
 #   cargo-fuzz (cargo install --locked) and g++ (libFuzzer is C++) for scripts/fuzz.sh
 #   Python venv <repo>/.venv-topology for the manifest checks and the Celery fleet of the
 #     chaos suite: celery[redis], SQLAlchemy, psycopg2-binary, psycopg[binary], yamllint,

@@ -22,11 +22,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> HttpReply {
         .unwrap_or_else(|e| panic!("{method} http://{addr}{path} failed: {e}"))
 }
 
-/// Like `http`, but an unreachable endpoint is an `Err` (e.g. after the process exited).
+/// Like `http`, but an endpoint that is not there (yet, or any more) is an `Err`.
 pub fn try_http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<HttpReply> {
     let mut tcp = TcpStream::connect_timeout(&addr, HTTP)?;
     tcp.set_read_timeout(Some(HTTP))?;
-    tcp.set_write_timeout(Some(HTTP))?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
@@ -42,26 +41,21 @@ pub fn try_http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<H
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let content_type = head
-        .lines()
-        .find_map(|l| {
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_owned())
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
         })
-        .unwrap_or_default();
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
     };
+    let chunked = header("transfer-encoding").is_some_and(|v| v == "chunked");
     Ok(HttpReply {
         status,
-        content_type,
-        body,
+        content_type: header("content-type").unwrap_or_default(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
     })
 }
 
@@ -91,7 +85,7 @@ pub fn scrape(addr: SocketAddr) -> Scrape {
 }
 
 /// `name{k="v",...} value` → (name, labels, value); comments and blank lines give `None`.
-pub fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
+fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
     if line.starts_with('#') || line.trim().is_empty() {
         return None;
     }
@@ -151,5 +145,10 @@ impl Scrape {
     /// Like `value`, but a missing sample counts as 0 (counters not yet created).
     pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.value(name, labels).unwrap_or(0.0)
+    }
+
+    /// The sum of every sample named `name` (0 when there is none).
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples(name, &[]).iter().map(|(_, v)| v).sum()
     }
 }

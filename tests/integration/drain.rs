@@ -1,0 +1,177 @@
+//! Graceful stop: SIGTERM turns readiness off, keeps accepting during `shutdown_delay`, stops
+//! accepting, lets open connections finish within `drain` (byte-exact), closes the rest
+//! when the grace period ends, and exits 0.
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::support::clients::resp::{encode, payload, Reply, Resp};
+use crate::support::clients::tls::ClientOpts;
+use crate::support::fixtures::{assert_not_listening, assert_shutdown_delay, redis_chain};
+use crate::support::logs::Line;
+use crate::support::running::Process;
+use crate::support::*;
+
+/// Longer than any test runs: a process that waited for it would never exit in time.
+const FOREVER: Duration = Duration::from_secs(3600);
+/// A grace period that runs out while the test waits.
+const SHORT: Duration = Duration::from_millis(300);
+
+/// The single `closed` line of `proc`'s log.
+fn closed_line(proc: &Process) -> Line {
+    let lines = proc.wait_lines("closed", 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_transfer_finish_byte_exact() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = FOREVER, |_| {});
+    let tunnel = sc.addr("redis");
+    let value = payload(7, 8 << 20);
+    let set = encode(&[b"SET", b"big", &value]);
+    let mut c = Resp::connect(tunnel).await.unwrap();
+    let half = set.len() / 2;
+    c.write(&set[..half]).await.unwrap();
+
+    gw.signal(libc::SIGTERM);
+    gw.wait_lines("no longer accepting; draining", 1);
+    let ready = gw.get("/readyz");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert!(ready.body.contains("draining: true"), "{ready:?}");
+    assert_not_listening(gw.addr).await;
+    // A new client through the sidecar gets the native error, not a hang.
+    let mut late = Resp::connect(tunnel).await.unwrap();
+    match late.cmd(&[b"PING"]).await.unwrap() {
+        Reply::Error(e) => assert!(e.contains("gateway") && e.contains("unreachable"), "{e}"),
+        other => panic!("expected the gateway-unreachable error, got {other:?}"),
+    }
+
+    // The transfer in flight completes, and every byte arrived.
+    c.write(&set[half..]).await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap(), Reply::Status("OK".into()));
+    match c.cmd(&[b"GET", b"big"]).await.unwrap() {
+        Reply::Bulk(Some(got)) => {
+            assert_eq!(got.len(), value.len());
+            assert_eq!(Sha256::digest(&got), Sha256::digest(&value));
+        }
+        other => panic!("GET: {other:?}"),
+    }
+    let (sent, received) = (c.sent, c.received);
+    c.close().await.unwrap();
+
+    // It exits once the last connection has ended, long before the drain period would.
+    assert_eq!(gw.wait_exit().code(), Some(0), "{}", gw.log_text());
+    assert!(gw.lines("drain period over; closing the rest").is_empty());
+    let line = closed_line(&gw);
+    line.assert_field("bytes_from_client", &sent.to_string());
+    line.assert_field("bytes_from_backend", &received.to_string());
+    line.assert_field("closed_by", "client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_keeps_accepting_while_readiness_is_off() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let delay = Duration::from_secs(2);
+    let (mut gw, _sc) = redis_chain(
+        &pki,
+        &redis,
+        |g| {
+            g.timeouts.drain = FOREVER;
+            g.timeouts.shutdown_delay = delay;
+        },
+        |_| {},
+    );
+    assert_eq!(gw.get("/readyz").status, 200);
+    let addr = gw.addr;
+    let during = async {
+        Resp::new(
+            ClientOpts::new(&pki)
+                .connect(addr, REDIS_SNI)
+                .await
+                .unwrap(),
+        )
+    };
+    assert_shutdown_delay(&mut gw, addr, delay, during).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_period_over_closes_idle_gateway_connections_and_exits_zero() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = SHORT, |_| {});
+    let mut idle = Resp::connect(sc.addr("redis")).await.unwrap();
+    idle.ping().await;
+
+    let stopped = Instant::now();
+    assert_eq!(gw.stop(libc::SIGTERM).code(), Some(0), "{}", gw.log_text());
+    let took = stopped.elapsed();
+    assert!(
+        took >= SHORT,
+        "exited after {took:?}, before the drain period"
+    );
+    let over = gw.lines("drain period over; closing the rest");
+    assert_eq!(over.len(), 1, "{}", gw.log_text());
+    over[0].assert_field("open", "1");
+    // The idle client's connection was closed, not left hanging.
+    let end = idle.read_reply().await.unwrap_err();
+    assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
+    let line = closed_line(&gw);
+    line.assert_field("closed_by", "local");
+    let why = line.field("why").unwrap_or_default();
+    assert!(why.contains("drain"), "why names the drain: {}", line.raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_period_over_closes_idle_sidecar_connections_and_exits_zero() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let (gw, mut sc) = redis_chain(&pki, &redis, |_| {}, |s| s.timeouts.drain = SHORT);
+    let tunnel = sc.addr("redis");
+    let mut idle = Resp::connect(tunnel).await.unwrap();
+    idle.ping().await;
+
+    let stopped = Instant::now();
+    assert_eq!(sc.stop(libc::SIGTERM).code(), Some(0), "{}", sc.log_text());
+    assert!(stopped.elapsed() >= SHORT);
+    let end = idle.read_reply().await.unwrap_err();
+    assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
+    assert_not_listening(tunnel).await;
+    let line = closed_line(&sc);
+    line.assert_field("closed_by", "local");
+    // The gateway saw its client (the sidecar) close the connection.
+    let line = closed_line(&gw);
+    line.assert_field("closed_by", "client");
+}
+
+/// Connections still waiting for their first bytes are closed when the drain period ends
+/// too: each leaves its `refused` line before the process says `stopped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_period_over_also_ends_connections_that_never_sent_a_byte() {
+    let (pki, redis) = (Pki::new(), RedisServer::start());
+    let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = SHORT, |_| {});
+    // A worker connection opened through the sidecar but not used yet (the sidecar takes
+    // no gateway connection before its first bytes), and a direct TLS client that finished
+    // its handshake and is silent.
+    let unused = Resp::connect(sc.addr("redis")).await.unwrap();
+    let silent = ClientOpts::new(&pki)
+        .connect(gw.addr, REDIS_SNI)
+        .await
+        .unwrap();
+    gw.wait_metrics("the direct connection open on the route", |m| {
+        m.count("snigate_connections_open", &[("route", "redis")]) == 1.0
+    });
+
+    assert_eq!(gw.stop(libc::SIGTERM).code(), Some(0), "{}", gw.log_text());
+    let log = gw.log();
+    let at = |message: &str| log.iter().position(|l| l.is(message));
+    let over = at("drain period over; closing the rest").expect("no drain period over");
+    let stopped = at("stopped").expect("no stopped");
+    let ended = log[over..stopped]
+        .iter()
+        .filter(|l| l.is("refused") && l.has("reason", "silent"));
+    let why = "not closed when the drain period ended";
+    assert_eq!(ended.count(), 1, "{why}:\n{}", gw.log_text());
+    drop((unused, silent));
+}
