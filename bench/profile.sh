@@ -61,21 +61,17 @@ fi
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-profile.XXXXXX")"
 cleanup() {
     local status=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     stop_started
     rm -rf "$W"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 PKI="$W/pki"
 quietly "$W/certs.log" "$SNIGATE_BIN" certs --out "$PKI" --server-name "$REDIS_SNI" \
     --server-name "$PG_SNI" --client-name "$CLIENT_NAME"
-start_bg redis "$W/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-    --save '' --appendonly no --protected-mode no --daemonize no
-wait_for "redis-server answering" "$START_PID" redis-cli -p "$REDIS_PORT" ping
+start_redis redis "$REDIS_PORT" "$W/redis" "$W/redis.log" --protected-mode no
 start_chain snigate
 wait_for "PONG through snigate" 0 bash -c "[[ \$(redis-cli -p ${PORT_REDIS[snigate]} ping) == PONG ]]"
 PIDS="${SERVER_PIDS[snigate]},${CLIENT_PIDS[snigate]}"

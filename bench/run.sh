@@ -108,60 +108,21 @@ install_packages() {
     rm -f "$log"
 }
 
-pg_bindir() {
-    local dir best=""
-    for dir in /usr/lib/postgresql/*/bin; do
-        [[ -x "$dir/initdb" && -x "$dir/postgres" ]] && best="$dir"
-    done
-    [[ -n "$best" ]] || return 1
-    echo "$best"
-}
-
 # ------------------------------------------------------------------------------- backends
-as_pg() {
-    if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-start_redis() {
-    start_bg redis "$W/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-        --save '' --appendonly no --protected-mode no --maxclients 15000 --daemonize no
-    wait_for "redis-server answering" "$START_PID" redis-cli -p "$REDIS_PORT" ping
-}
-
-start_postgres() {
-    local bindir log="$W/pg/setup.log"
-    bindir="$(pg_bindir)" || die "no PostgreSQL server under /usr/lib/postgresql/*/bin"
+start_postgres_for_bench() {
+    local log="$W/pg/setup.log"
     mkdir -p "$W/pg"
-    [[ $EUID -ne 0 ]] || chown postgres: "$W/pg"
-    quietly "$log" as_pg "$bindir/initdb" -D "$W/pg/data" -U postgres -A trust --no-sync
-    cat >>"$W/pg/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$W/pg'
-max_connections = 200
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-CONF
-    quietly "$log" as_pg "$bindir/pg_ctl" -D "$W/pg/data" -l "$W/pg/postgres.log" -w -t 60 start
-    PG_CTL="$bindir/pg_ctl"
+    start_postgres postgres "$W/pg/data" "$PG_PORT" "$W/pg/postgres.log" max_connections=200 \
+        shared_buffers=256MB synchronous_commit=off full_page_writes=off
     quietly "$log" psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "create database $PG_DB"
     say "pgbench -i -s $PG_SCALE"
     quietly "$log" pgbench -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -q -s "$PG_SCALE" "$PG_DB"
 }
 
-stop_postgres() {
-    [[ -n "${PG_CTL:-}" ]] || return 0
-    as_pg "$PG_CTL" -D "$W/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    PG_CTL=""
-}
-
 cleanup() {
     local status=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     stop_started
-    stop_postgres
     if [[ -n "${W:-}" && -d "$W" ]]; then
         if [[ $KEEP -eq 1 || $status -ne 0 ]]; then
             echo "bench: work directory kept: $W" >&2
@@ -229,9 +190,7 @@ done
 
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-bench.XXXXXX")"
 chmod 755 "$W" # PostgreSQL runs as the postgres user and needs to reach its data dir
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 PKI="$W/pki"
 quietly "$W/certs.log" "$SNIGATE_BIN" certs --out "$PKI" --server-name "$REDIS_SNI" \
     --server-name "$PG_SNI" --client-name "$CLIENT_NAME"
@@ -243,8 +202,8 @@ RAW="$OUT/raw/$STAMP.tsv"
 : >"$RAW"
 
 say "work directory $W; starting Redis and PostgreSQL"
-start_redis
-start_postgres
+start_redis redis "$REDIS_PORT" "$W/redis" "$W/redis.log" --protected-mode no --maxclients 15000
+start_postgres_for_bench
 META_LINES=()
 for c in "${CHAINS[@]}"; do
     say "starting chain $c"

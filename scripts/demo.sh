@@ -31,7 +31,7 @@ done
 STATE="$REPO_ROOT/.demo"
 CERTS=certs/dev
 BIN=target/release/snigate
-TIMEOUT="${SNIGATE_DEMO_TIMEOUT:-30}" # seconds to wait for each service to be ready
+READY_TIMEOUT="${SNIGATE_DEMO_TIMEOUT:-30}" # seconds to wait for each service to be ready
 REDIS_PORT=16379
 PG_PORT=15432
 GATEWAY_ADDR=127.0.0.1:8443
@@ -39,103 +39,23 @@ SIDECAR_REDIS_PORT=6379
 SIDECAR_PG_PORT=5432
 GATEWAY_ADMIN_PORT=9090 # config/gateway.yaml admin:
 SIDECAR_ADMIN_PORT=9091 # config/sidecar.yaml admin:
+PID_DIR="$STATE"        # NAME.pid of what runs, so a later run can name leftovers
 export RUST_LOG="${RUST_LOG:-info}"
 
-# name -> pid and name -> log of what we started, in start order (stopped in reverse).
-declare -A PIDS=() LOGS=()
-STARTED=()
-
-say() { printf '==> %s\n' "$*"; }
-
-# Print the last lines of a log file, framed, to stderr.
-show_log() {
-    local log="$1"
-    [[ -s "$log" ]] || { echo "   ($log is empty)" >&2; return 0; }
-    echo "---- last lines of ${log#"$REPO_ROOT"/} ----" >&2
-    tail -n 25 "$log" >&2
-    echo "----" >&2
-}
-
-# die MESSAGE [LOG]: report a failure (with the log's tail) and exit; cleanup runs on EXIT.
-die() {
-    echo "demo: FAILED: $1" >&2
-    [[ $# -lt 2 ]] || show_log "$2"
-    exit 1
-}
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# Stop one process: SIGNAL, then wait up to 10 s, then SIGKILL.
-stop_pid() {
-    local pid="$1" sig="$2" i
-    alive "$pid" || return 0
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || return 0
-        sleep 0.1
-    done
-    echo "demo: pid $pid did not stop after SIG$sig; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-CLEANED=0
+# Stops everything (sidecar first); a process that does not exit 0 fails the demo.
 cleanup() {
-    local status=$? i name sig pid rc
-    [[ $CLEANED -eq 0 ]] || return 0
-    CLEANED=1
-    trap - INT TERM HUP
-    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-        name="${STARTED[$i]}"
-        pid="${PIDS[$name]}"
-        sig=TERM
-        [[ "$name" != postgres ]] || sig=INT # PostgreSQL's "fast" shutdown
-        alive "$pid" || { rm -f "$STATE/$name.pid"; continue; }
-        say "stopping $name (SIG$sig)"
-        stop_pid "$pid" "$sig"
-        wait "$pid" 2>/dev/null && rc=0 || rc=$?
-        rm -f "$STATE/$name.pid"
-        if [[ $rc -ne 0 ]]; then
-            echo "demo: $name exited with status $rc after SIG$sig (expected 0)" >&2
-            show_log "${LOGS[$name]}"
-            [[ $status -ne 0 ]] || status=1
-        fi
+    local status=$? pid
+    trap - EXIT INT TERM HUP
+    stop_started
+    for pid in "${STOPPED_BADLY[@]}"; do
+        echo "demo: ${PID_NAME[$pid]} exited with status ${EXIT_STATUS[$pid]} after" \
+            "SIG${STOP_SIGNAL[$pid]:-TERM} (expected 0)" >&2
+        show_log "${PID_LOG[$pid]}"
+        status=1
     done
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-# start NAME LOG COMMAND...: run COMMAND in the background, stdout+stderr to LOG. setsid puts
-# it in its own session, so a Ctrl-C reaches only this script, which then stops everything in
-# order (sidecar first); setsid execs (our child is no group leader), so $! is COMMAND's pid.
-start() {
-    local name="$1" log="$2"
-    shift 2
-    : >"$log"
-    setsid "$@" >>"$log" 2>&1 </dev/null &
-    PIDS[$name]=$!
-    LOGS[$name]="$log"
-    STARTED+=("$name")
-    echo "${PIDS[$name]}" >"$STATE/$name.pid"
-}
-
-# wait_until NAME DESCRIPTION COMMAND...: poll COMMAND until it succeeds, NAME dies, or TIMEOUT.
-wait_until() {
-    local name="$1" what="$2" deadline=$((SECONDS + TIMEOUT)) rc
-    shift 2
-    until "$@" >/dev/null 2>&1; do
-        if ! alive "${PIDS[$name]}"; then
-            wait "${PIDS[$name]}" 2>/dev/null && rc=0 || rc=$?
-            die "$name exited (status $rc) before $what" "${LOGS[$name]}"
-        fi
-        if ((SECONDS >= deadline)); then
-            die "$name: no $what after ${TIMEOUT}s (SNIGATE_DEMO_TIMEOUT raises it)" "${LOGS[$name]}"
-        fi
-        sleep 0.1
-    done
-}
+on_exit cleanup
 
 # log_has LOG PATTERN...: every extended regexp matches some line of LOG.
 log_has() {
@@ -193,24 +113,13 @@ make_certs() {
     done
 }
 
-start_redis() {
+start_demo_redis() {
     say "starting redis-server on 127.0.0.1:$REDIS_PORT (no persistence)"
-    mkdir -p "$STATE/redis"
-    start redis "$STATE/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-        --save '' --appendonly no --daemonize no --dir "$STATE/redis" --logfile ''
-    wait_until redis "PONG on 127.0.0.1:$REDIS_PORT" \
-        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+    start_redis redis "$REDIS_PORT" "$STATE/redis" "$STATE/redis.log" --logfile ''
 }
 
-# Prefix for PostgreSQL server programs: initdb and postgres refuse to run as root, so as root
-# they run as the postgres system user (setpriv execs, so $! is the postmaster itself).
-AS_PG=()
-[[ $EUID -ne 0 ]] || AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
-
-start_postgres() {
-    local bindir pgdata="$STATE/pg" version
-    bindir="$(pg_bindir)" || die "no PostgreSQL server under /usr/lib/postgresql/*/bin (run scripts/install-deps.sh)"
-    version="$(basename "$(dirname "$bindir")")"
+start_demo_postgres() {
+    local pgdata="$STATE/pg"
     if [[ $EUID -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' system user (apt-get install postgresql)"
         if ! "${AS_PG[@]}" test -x "$STATE"; then
@@ -218,23 +127,8 @@ start_postgres() {
             pgdata="${TMPDIR:-/tmp}/snigate-demo-pg"
         fi
     fi
-    if [[ -f "$pgdata/PG_VERSION" && "$(cat "$pgdata/PG_VERSION")" != "$version" ]]; then
-        rm -rf "$pgdata" # made by another PostgreSQL major version
-    fi
-    if [[ ! -f "$pgdata/PG_VERSION" ]]; then
-        say "initdb $pgdata (PostgreSQL $version, trust auth for local connections)"
-        rm -rf "$pgdata"
-        mkdir -p "$pgdata"
-        [[ $EUID -ne 0 ]] || chown postgres: "$pgdata"
-        "${AS_PG[@]}" "$bindir/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 --no-locale \
-            >"$STATE/initdb.log" 2>&1 || die "initdb" "$STATE/initdb.log"
-    fi
-    say "starting PostgreSQL $version on 127.0.0.1:$PG_PORT"
-    start postgres "$STATE/postgres.log" "${AS_PG[@]}" "$bindir/postgres" -D "$pgdata" \
-        -c listen_addresses=127.0.0.1 -p "$PG_PORT" -c unix_socket_directories="$pgdata" \
-        -c fsync=off
-    wait_until postgres "readiness on 127.0.0.1:$PG_PORT (pg_isready)" \
-        pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -U postgres
+    say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    start_postgres postgres "$pgdata" "$PG_PORT" "$STATE/postgres.log"
     if [[ "$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc \
         "select 1 from pg_database where datname = 'demo'")" != 1 ]]; then
         psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -Xqc 'create database demo' \
@@ -250,8 +144,8 @@ start_snigate() {
     local -a patterns=()
     for pattern in "$@"; do patterns+=("listening.*$pattern"); done
     say "starting snigate $role (config/$role.yaml)"
-    start "$role" "$STATE/$role.log" "$BIN" "$role" --config "config/$role.yaml"
-    wait_until "$role" "'listening' log lines ($*) in .demo/$role.log" \
+    start_bg "$role" "$STATE/$role.log" "$BIN" "$role" --config "config/$role.yaml"
+    wait_for "'listening' log lines ($*) in .demo/$role.log" "$START_PID" \
         log_has "$STATE/$role.log" "${patterns[@]}"
 }
 
@@ -327,8 +221,8 @@ mkdir -p "$STATE"
 check_ports
 build
 make_certs
-start_redis
-start_postgres
+start_demo_redis
+start_demo_postgres
 start_snigate gateway "addr=$GATEWAY_ADDR"
 start_snigate sidecar "tunnel=redis.*addr=127.0.0.1:$SIDECAR_REDIS_PORT|addr=127.0.0.1:$SIDECAR_REDIS_PORT.*tunnel=redis" \
     "tunnel=postgres.*addr=127.0.0.1:$SIDECAR_PG_PORT|addr=127.0.0.1:$SIDECAR_PG_PORT.*tunnel=postgres"
@@ -345,8 +239,8 @@ echo
 say "everything is running; press Ctrl-C to stop"
 # Wait for Ctrl-C (the INT trap exits, cleanup stops the rest) or for one process to die.
 set +e
-wait -n "${PIDS[@]}"
+wait -n "${STARTED_PIDS[@]}"
 set -e
-for name in "${STARTED[@]}"; do
-    alive "${PIDS[$name]}" || die "$name stopped unexpectedly" "${LOGS[$name]}"
+for pid in "${STARTED_PIDS[@]}"; do
+    alive "$pid" || die "${PID_NAME[$pid]} stopped unexpectedly" "${PID_LOG[$pid]}"
 done
