@@ -120,7 +120,7 @@ fn world() -> World {
     let redis = RedisServer::start();
     let pg = Postgres::start();
     let pki = Pki::new();
-    let config = gateway(&pki, standard_routes(&redis, Some(&pg)));
+    let config = gateway(&pki, standard_routes(Some(&redis), Some(&pg)));
     let good = Gateway::start(&config);
     let stale = bundle(&pki, &pki, &Leaf::server(&[REDIS_SNI, PG_SNI]).expired());
     let mut config = config;

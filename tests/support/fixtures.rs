@@ -35,23 +35,12 @@ pub struct Guarded {
     pub pg_conns: usize,
 }
 
-/// Routes `redis` and (with a server) `postgres`, both allowing the default client identity.
-pub fn standard_routes(redis: &RedisServer, pg: Option<&Postgres>) -> Vec<RouteConfig> {
-    let mut routes = vec![worker_route(
-        "redis",
-        REDIS_SNI,
-        Protocol::Redis,
-        redis.addr(),
-    )];
-    if let Some(pg) = pg {
-        routes.push(worker_route(
-            "postgres",
-            PG_SNI,
-            Protocol::Postgres,
-            pg.addr(),
-        ));
-    }
-    routes
+/// Routes `redis` and `postgres` to the servers given, both allowing the default client
+/// identity.
+pub fn standard_routes(redis: Option<&RedisServer>, pg: Option<&Postgres>) -> Vec<RouteConfig> {
+    let redis = redis.map(|r| worker_route("redis", REDIS_SNI, Protocol::Redis, r.addr()));
+    let pg = pg.map(|pg| worker_route("postgres", PG_SNI, Protocol::Postgres, pg.addr()));
+    redis.into_iter().chain(pg).collect()
 }
 
 /// Adds route `name` for `sni` to the backend of `config.routes[from]`, allowing only `ids`.
@@ -73,7 +62,7 @@ impl Guarded {
     pub fn with_pki(pki: Pki, with_pg: bool, tweak: impl FnOnce(&mut GatewayConfig)) -> Guarded {
         let redis = RedisServer::start();
         let pg = with_pg.then(Postgres::start);
-        let mut config = gateway(&pki, standard_routes(&redis, pg.as_ref()));
+        let mut config = gateway(&pki, standard_routes(Some(&redis), pg.as_ref()));
         tweak(&mut config);
         let gw = Gateway::start(&config);
         let redis_conns = redis.total_connections();

@@ -59,5 +59,5 @@ fn a_celery_worker_without_passwords_completes_tasks() {
                     print(sum(r.get(timeout=60) for r in results))\n";
     assert_eq!(run_python(&topology_python(), producer, &env), "380\n");
     let sql = "select count(*) from celery_taskmeta where status = 'SUCCESS'";
-    assert_eq!(admin_sql_in(&pg, USER, sql), "20");
+    assert_eq!(pg.psql_in(USER, sql), "20");
 }

@@ -12,6 +12,7 @@ use std::process::Command;
 use snigate::config::{GatewayConfig, LoginConfig};
 
 use crate::support::config::ms;
+use crate::support::fixtures::standard_routes;
 use crate::support::secret::{Files, Secret};
 use crate::support::*;
 
@@ -38,33 +39,12 @@ fn postgres(method: &str) -> Postgres {
         "scram-sha-256"
     };
     let role = format!("CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'");
-    admin_sql(
-        &pg,
-        &format!("SET password_encryption = '{encryption}'; {role}"),
-    );
-    admin_sql(&pg, &format!("CREATE DATABASE {USER} OWNER {USER}"));
+    pg.psql(&format!("SET password_encryption = '{encryption}'; {role}"));
+    pg.psql(&format!("CREATE DATABASE {USER} OWNER {USER}"));
     let hba = format!("local all postgres trust\nhost all all 127.0.0.1/32 {method}\n");
     std::fs::write(pg.dir.path().join("data/pg_hba.conf"), hba).unwrap();
-    assert_eq!(admin_sql(&pg, "select pg_reload_conf()"), "t");
+    assert_eq!(pg.psql("select pg_reload_conf()"), "t");
     pg
-}
-
-/// psql as `postgres` over the Unix socket; trimmed unaligned output.
-fn admin_sql(pg: &Postgres, sql: &str) -> String {
-    admin_sql_in(pg, "postgres", sql)
-}
-
-/// `admin_sql` in database `db`.
-fn admin_sql_in(pg: &Postgres, db: &str, sql: &str) -> String {
-    let socket = pg.dir.path().display();
-    let conninfo = format!("host={socket} port={} user=postgres dbname={db}", pg.port);
-    let mut cmd = Command::new("psql");
-    cmd.arg(conninfo)
-        .args(["-XAtqv", "ON_ERROR_STOP=1", "-c", sql]);
-    let out = run(&mut cmd, CMD);
-    let (o, e) = texts(&out);
-    assert!(out.status.success(), "admin psql failed: {e}");
-    o.trim_end().to_owned()
 }
 
 /// redis-server with `requirepass` for `default` and the ACL user `celery` with the channels
@@ -141,25 +121,7 @@ impl Chain {
             user: Some(USER.into()),
             password_file: secret.path("password"),
         };
-        let (mut routes, mut tunnels) = (Vec::new(), Vec::new());
-        if let Some(pg) = pg {
-            routes.push(worker_route(
-                "postgres",
-                PG_SNI,
-                Protocol::Postgres,
-                pg.addr(),
-            ));
-            tunnels.push(("postgres", Protocol::Postgres, PG_SNI));
-        }
-        if let Some(redis) = redis {
-            routes.push(worker_route(
-                "redis",
-                REDIS_SNI,
-                Protocol::Redis,
-                redis.addr(),
-            ));
-            tunnels.push(("redis", Protocol::Redis, REDIS_SNI));
-        }
+        let mut routes = standard_routes(redis, pg);
         routes
             .iter_mut()
             .for_each(|r| r.login = Some(login.clone()));
@@ -167,9 +129,10 @@ impl Chain {
         config.timeouts.watch_interval = ms(100);
         tweak(&mut config);
         let gw = launch.gateway(&config);
-        let tunnels = tunnels
+        let tunnels = config
+            .routes
             .iter()
-            .map(|&(name, p, sni)| tunnel(name, p, gw.addr, sni));
+            .map(|r| tunnel(&r.name, r.protocol, gw.addr, &r.server_names[0]));
         let sc = launch.sidecar(&sidecar(&pki, tunnels.collect()));
         Chain {
             gw,

@@ -101,14 +101,14 @@ async fn password_rotation_under_traffic_loses_no_connection() {
     };
     progress(20);
     // The role first, then the Secret (which the kubelet delivers up to a minute later).
-    admin_sql(&pg, &format!("ALTER ROLE {USER} PASSWORD 'Rotated-Pw-1'"));
+    pg.psql(&format!("ALTER ROLE {USER} PASSWORD 'Rotated-Pw-1'"));
     c.secret.update(&password("Rotated-Pw-1"));
     c.gw.wait_reloads("login", "success", 1.0);
     // And the other order: the Secret first, then the role.
     c.secret.update(&password("Rotated-Pw-2"));
     c.gw.wait_reloads("login", "success", 2.0);
     progress(done.load(Ordering::Relaxed) + 5);
-    admin_sql(&pg, &format!("ALTER ROLE {USER} PASSWORD 'Rotated-Pw-2'"));
+    pg.psql(&format!("ALTER ROLE {USER} PASSWORD 'Rotated-Pw-2'"));
     progress(done.load(Ordering::Relaxed) + 20);
     stop.store(true, Ordering::Relaxed);
     let failures = clients.await.unwrap();
@@ -167,7 +167,7 @@ fn readyz_and_login_up_say_whether_the_gateways_login_works() {
     // A new password nobody has: the previous one still works, so logins do; then the
     // role's password changes to something else too.
     c.secret.update(&password("Nobody-Knows-This"));
-    admin_sql(&pg, &format!("ALTER ROLE {USER} PASSWORD 'Something-Else'"));
+    pg.psql(&format!("ALTER ROLE {USER} PASSWORD 'Something-Else'"));
     wait_for("postgres login down", || {
         (up(&c.gw, "postgres") == Some(0.0)).then_some(())
     });

@@ -5,10 +5,10 @@
 use std::process::{Command, Stdio};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::*;
+use crate::support::clients::postgres::assert_sleep_cancelled;
 use crate::support::clients::tls::ClientOpts;
 use crate::support::clients::tools::{python, run_python, topology_python};
 use crate::support::process::{run_with_input, signal};
@@ -87,7 +87,7 @@ fn psycopg3_with_direct_tls_and_sqlalchemy_with_psycopg2() {
 #[test]
 fn pg_dump_piped_into_psql() {
     let pg = postgres("scram-sha-256");
-    admin_sql(&pg, "CREATE DATABASE restored OWNER celery");
+    pg.psql("CREATE DATABASE restored OWNER celery");
     let c = chain(&pg);
     let fill = "create table t (id int primary key, v text); \
                 insert into t select i, md5(i::text) from generate_series(1, 1000) i";
@@ -135,27 +135,7 @@ async fn cancel_request_through_the_sidecar_cancels_pg_sleep() {
     let pg = postgres("scram-sha-256");
     let c = chain(&pg);
     let client = client(&c.pg_conninfo(USER)).await;
-    let token = client.cancel_token();
-    let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
-    wait_sleeping(&pg, 1);
-    token
-        .cancel_query(NoTls)
-        .await
-        .expect("CancelRequest through the sidecar");
-    let result = tokio::time::timeout(IO, sleeper)
-        .await
-        .expect("not cancelled");
-    let err = result.unwrap().unwrap_err();
-    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
-}
-
-/// Waits until `n` sessions run pg_sleep.
-fn wait_sleeping(pg: &Postgres, n: usize) {
-    let sql = "select count(*) from pg_stat_activity \
-               where query like 'select pg_sleep%' and state = 'active'";
-    wait_for("pg_sleep running", || {
-        (admin_sql(pg, sql) == n.to_string()).then_some(())
-    });
+    assert_sleep_cancelled(client, || pg.wait_running("select pg_sleep", 1)).await;
 }
 
 /// The gateway's `plaintext CancelRequest forwarded …` lines so far.
@@ -180,7 +160,7 @@ fn plaintext_cancel_of_libpq_16_and_psql_reaches_the_server_that_issued_the_key(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_sleeping(&pg, 1);
+    pg.wait_running("select pg_sleep", 1);
     signal(child.id(), libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,18 +1,14 @@
 //! PostgreSQL through the whole chain: client -> sidecar -> (mTLS) -> gateway -> postgres.
 //! Real clients: psql (libpq, default sslmode=prefer) and tokio-postgres.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use super::fixture;
 use crate::support::clients::postgres::{
-    connect_local, local, one_byte_answer, pg_session, psql, select_text, GSSENC_REQUEST,
-    SSL_REQUEST,
+    assert_sleep_cancelled, connect_local, local, one_byte_answer, pg_session, psql, select_text,
+    GSSENC_REQUEST, SSL_REQUEST,
 };
 use crate::support::*;
 
@@ -145,35 +141,5 @@ async fn pg_sleep_is_cancelled_through_the_sidecar() {
     let f = fixture();
     let sc = f.sidecar();
     let client = connect_local(sc.port("postgres")).await;
-    let token = client.cancel_token();
-    let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
-    let direct = f.pg.client().await;
-    let running = "select count(*) from pg_stat_activity \
-                   where query = 'select pg_sleep(30)' and state = 'active'";
-    let deadline = tokio::time::Instant::now() + READY;
-    while direct
-        .query_one(running, &[])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        != 1
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pg_sleep never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    token
-        .cancel_query(NoTls)
-        .await
-        .expect("CancelRequest through the sidecar");
-    // Bounded well below the 30 s sleep: only a working cancel returns in time.
-    let result = tokio::time::timeout(IO, sleeper)
-        .await
-        .expect("query was not cancelled")
-        .unwrap();
-    let err = result.expect_err("pg_sleep(30) must fail with query_canceled");
-    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
-    assert_eq!(err.code().unwrap().code(), "57014");
+    assert_sleep_cancelled(client, || f.pg.wait_running("select pg_sleep", 1)).await;
 }

@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_postgres::error::SqlState;
 
 use crate::support::process::{run, CMD};
 use crate::support::{Pki, IO};
@@ -70,6 +71,25 @@ where
 /// The one text value `sql` selects.
 pub async fn select_text(client: &tokio_postgres::Client, sql: &str) -> String {
     client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// `select pg_sleep(30)` on `client`, cancelled with the client's cancel token once `running`
+/// has returned (it waits until the server runs the query): the query must fail with
+/// query_canceled, well before its 30 s.
+pub async fn assert_sleep_cancelled(client: tokio_postgres::Client, running: impl FnOnce()) {
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
+    running();
+    let sent = token.cancel_query(tokio_postgres::NoTls).await;
+    sent.expect("CancelRequest");
+    let result = tokio::time::timeout(IO, sleeper)
+        .await
+        .expect("query was not cancelled");
+    let err = result
+        .unwrap()
+        .expect_err("pg_sleep(30) must fail with query_canceled");
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert_eq!(err.code().unwrap().code(), "57014");
 }
 
 /// A tokio-postgres client through a local port (a sidecar tunnel).

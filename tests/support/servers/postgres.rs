@@ -204,23 +204,32 @@ impl Postgres {
             .count()
     }
 
-    /// Runs SQL with psql directly against the server; returns trimmed unaligned output.
+    /// Runs SQL with psql as `postgres` over the Unix socket (trusted whatever a test does to
+    /// TCP authentication); returns trimmed unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Like `psql`, in database `db`.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let socket = self.dir.path().display();
+        let conninfo = format!("host={socket} port={} user=postgres dbname={db}", self.port);
         let mut cmd = Command::new("psql");
-        cmd.arg(self.conninfo())
-            .args(["-XAt", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        cmd.arg(conninfo)
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql]);
         let out = run(&mut cmd, CMD);
         let (o, e) = texts(&out);
-        assert!(out.status.success(), "direct psql failed: {e}");
+        assert!(out.status.success(), "psql as postgres failed: {e}");
         o.trim_end().to_owned()
     }
 
-    /// A direct tokio-postgres client (the connection task is spawned on the runtime).
-    pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.conninfo(), tokio_postgres::NoTls)
-            .await
-            .expect("direct tokio-postgres connect");
-        tokio::spawn(conn);
-        client
+    /// Waits until `n` sessions are running a query that starts with `query`.
+    pub fn wait_running(&self, query: &str, n: usize) {
+        let sql = format!(
+            "select count(*) from pg_stat_activity where state = 'active' and query like '{query}%'"
+        );
+        wait_for(&format!("{n} sessions running {query}"), || {
+            (self.psql(&sql) == n.to_string()).then_some(())
+        });
     }
 }
