@@ -33,9 +33,14 @@ async fn sigterm_lets_an_in_flight_transfer_finish_byte_exact() {
     let tunnel = sc.addr("redis");
     let value = payload(7, 8 << 20);
     let set = encode(&[b"SET", b"big", &value]);
+    let before = redis.total_connections();
     let mut c = Resp::connect(tunnel).await.unwrap();
     let half = set.len() / 2;
     c.write(&set[..half]).await.unwrap();
+    // In flight for real: the chain reaches Redis before the stop.
+    wait_for("the transfer's backend connection", || {
+        (redis.total_connections() == before + 1).then_some(())
+    });
 
     gw.signal(libc::SIGTERM);
     gw.wait_lines("no longer accepting; draining", 1);
