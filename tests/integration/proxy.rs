@@ -11,6 +11,7 @@ use snigate::config::{SidecarConfig, TunnelConfig};
 
 use crate::support::clients::postgres::{local, psql};
 use crate::support::clients::tools::redis_cli;
+use crate::support::fixtures::standard_routes;
 use crate::support::running::Process;
 use crate::support::servers::{Access, Squid, SquidOpts};
 use crate::support::sockets::DeadPort;
@@ -29,21 +30,7 @@ fn squid_with_auth() -> Squid {
 
 /// A gateway (mTLS, only the worker's identity) with Redis and, when given, PostgreSQL.
 fn gateway_to(pki: &Pki, redis: &RedisServer, pg: Option<&Postgres>) -> Gateway {
-    let mut routes = vec![worker_route(
-        "redis",
-        REDIS_SNI,
-        Protocol::Redis,
-        redis.addr(),
-    )];
-    if let Some(pg) = pg {
-        routes.push(worker_route(
-            "postgres",
-            PG_SNI,
-            Protocol::Postgres,
-            pg.addr(),
-        ));
-    }
-    Gateway::start(&gateway(pki, routes))
+    Gateway::start(&gateway(pki, standard_routes(Some(redis), pg)))
 }
 
 fn redis_tunnel(gateway: impl std::fmt::Display) -> TunnelConfig {
@@ -246,15 +233,7 @@ fn a_gateway_restarting_behind_the_proxy_is_waited_for() {
             .then_some(())
     });
     // ...and the client, still waiting, is served once the gateway is back.
-    let mut config = gateway(
-        &pki,
-        vec![worker_route(
-            "redis",
-            REDIS_SNI,
-            Protocol::Redis,
-            redis.addr(),
-        )],
-    );
+    let mut config = gateway(&pki, standard_routes(Some(&redis), None));
     config.listen = dead.release();
     let _gw = Gateway::start(&config);
     assert_eq!(client.join().unwrap(), "PONG\n");

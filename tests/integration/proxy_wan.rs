@@ -3,6 +3,7 @@
 //! one round trip on the link, and a warm connection has paid for it before the client came.
 
 use crate::support::clients::tools::redis_cli;
+use crate::support::fixtures::standard_routes;
 use crate::support::servers::{Squid, SquidOpts, Wanlink};
 use crate::support::*;
 
@@ -22,15 +23,7 @@ fn round_trips(link: &Wanlink, conn: u64) -> usize {
 #[test]
 fn through_squid_across_a_wan_link_cold_and_warm() {
     let (pki, redis) = (Pki::new(), RedisServer::start());
-    let gw = Gateway::start(&gateway(
-        &pki,
-        vec![worker_route(
-            "redis",
-            REDIS_SNI,
-            Protocol::Redis,
-            redis.addr(),
-        )],
-    ));
+    let gw = Gateway::start(&gateway(&pki, standard_routes(Some(&redis), None)));
     let squid = Squid::start(&SquidOpts {
         auth: Some((USER.into(), PASSWORD.into())),
         ..SquidOpts::default()
