@@ -15,6 +15,7 @@
 //!   `gateway::routing` is its SNI name → route table (pure).
 //! - `sidecar` — the sidecar's per-connection steps: preamble, TLS to the gateway, relay.
 //! - `relay` — bidirectional copy with half-close, byte counts and who closed.
+//! - `conversation` — per-protocol trackers that tell when a connection is at rest (drain).
 //! - `buffer` — read buffers lent from a per-thread pool only while bytes flow.
 //! - `protocol` — PostgreSQL preambles and each protocol's native error reply.
 //! - `closing` — the one log line each connection leaves.
@@ -35,6 +36,7 @@ pub mod certs;
 pub mod closing;
 pub mod config;
 pub mod connect;
+pub mod conversation;
 pub mod dial;
 pub mod error;
 pub mod gateway;

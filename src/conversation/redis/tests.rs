@@ -1,0 +1,136 @@
+use redis_protocol::resp2::decode::decode as resp2;
+use redis_protocol::resp3::decode::complete::decode as resp3;
+
+use super::super::replay::replay;
+use super::*;
+use crate::config::Protocol;
+
+/// Where each command or reply ends, by redis-protocol's decoders (inline commands: lines).
+fn frame_ends(stream: &[u8], client: bool) -> Vec<usize> {
+    let (mut ends, mut at) = (Vec::new(), 0);
+    while at < stream.len() {
+        let rest = &stream[at..];
+        at += if client && rest[0] != b'*' {
+            rest.iter().position(|&b| b == b'\n').unwrap() + 1
+        } else {
+            match resp2(rest) {
+                Ok(Some((_, len))) => len,
+                _ => resp3(rest).unwrap().unwrap().1,
+            }
+        };
+        ends.push(at);
+    }
+    ends
+}
+
+#[test]
+fn redis_cli_pipelining_hundreds_of_commands() {
+    assert_eq!(replay("redis_cli_pipe", Protocol::Redis, frame_ends), 1);
+}
+
+#[test]
+fn inline_commands_and_an_empty_line_that_gets_no_reply() {
+    assert_eq!(replay("redis_inline", Protocol::Redis, frame_ends), 2);
+}
+
+/// PING, 64 KiB values, pipelines, MULTI/EXEC (one with an error inside), hashes, sorted
+/// sets, sets, BRPOP answered and BRPOP timed out, in RESP2 then RESP3 (HELLO 3), the latter
+/// with invalidation pushes arriving while nothing is outstanding and while a BRPOP is.
+#[test]
+fn redis_py_sessions_in_resp2_and_resp3() {
+    assert_eq!(replay("redis_py_resp2", Protocol::Redis, frame_ends), 11);
+    assert_eq!(replay("redis_py_resp3", Protocol::Redis, frame_ends), 17);
+}
+
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, messages (one of 64 KiB), PING while subscribed and
+/// every kind of UNSUBSCRIBE, with RESP2 arrays and with RESP3 pushes.
+#[test]
+fn pub_sub_in_resp2_and_resp3() {
+    assert_eq!(replay("redis_pubsub_resp2", Protocol::Redis, frame_ends), 8);
+    assert_eq!(replay("redis_pubsub_resp3", Protocol::Redis, frame_ends), 8);
+}
+
+fn after(exchanges: &[(&[u8], &[u8])]) -> Redis {
+    let mut redis = Redis::default();
+    for (command, reply) in exchanges {
+        redis.client_sent(command);
+        redis.server_sent(reply);
+    }
+    redis
+}
+
+#[test]
+fn a_pipeline_is_at_rest_only_once_its_last_reply_is_forwarded() {
+    let mut redis = after(&[(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", b"+PONG\r\n")]);
+    assert!(!redis.at_rest());
+    assert_eq!(redis.activity(), "replies outstanding");
+    redis.server_sent(b"+PO");
+    assert_eq!(redis.activity(), "a partial reply");
+    redis.server_sent(b"NG\r\n");
+    assert!(redis.at_rest());
+}
+
+#[test]
+fn a_message_arriving_while_a_reply_is_outstanding_is_not_that_reply() {
+    let subscribed = b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n";
+    let message = b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n";
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    let subscribe = b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n";
+    let mut redis = after(&[(subscribe, subscribed), (ping, message)]);
+    assert!(!redis.at_rest(), "RESP2: the message is not PING's reply");
+    redis.server_sent(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    assert!(redis.at_rest());
+    let mut redis = after(&[(
+        subscribe,
+        &subscribed.map(|b| if b == b'*' { b'>' } else { b }),
+    )]);
+    redis.client_sent(ping);
+    redis.server_sent(&message.map(|b| if b == b'*' { b'>' } else { b }));
+    assert!(!redis.at_rest(), "RESP3: a push is not PING's reply");
+    redis.server_sent(b"+PONG\r\n");
+    assert!(redis.at_rest());
+}
+
+#[test]
+fn an_array_that_starts_with_message_is_a_reply_unless_subscribed() {
+    let lrange = b"*4\r\n$6\r\nLRANGE\r\n$1\r\nl\r\n$1\r\n0\r\n$2\r\n-1\r\n";
+    let items = b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n";
+    assert!(after(&[(lrange, items)]).at_rest());
+}
+
+#[test]
+fn attributes_are_not_replies_and_empty_commands_expect_none() {
+    let redis = after(&[(
+        b"*0\r\n\r\n*1\r\n$4\r\nPING\r\n",
+        b"|1\r\n+key\r\n%1\r\n+a\r\n:1\r\n+PONG\r\n",
+    )]);
+    assert!(redis.at_rest());
+    let redis = after(&[(b"*1\r\n$4\r\nPING\r\n", b"|1\r\n+key\r\n+value\r\n")]);
+    assert!(!redis.at_rest());
+}
+
+/// The documented imprecisions err towards "not at rest".
+#[test]
+fn client_reply_off_and_an_unknowable_unsubscribe_never_rest() {
+    let off = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*1\r\n$4\r\nPING\r\n";
+    assert!(!after(&[(off, b"")]).at_rest());
+    let subscribe = b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n";
+    let subscribed = b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n\
+        >3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n";
+    let mut redis = after(&[(subscribe, subscribed)]);
+    assert!(redis.at_rest());
+    // Pipelined: the argument-less UNSUBSCRIBE is counted before `a` is gone.
+    redis.client_sent(b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n*1\r\n$11\r\nUNSUBSCRIBE\r\n");
+    redis.server_sent(b">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n");
+    redis.server_sent(b">3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n");
+    assert!(
+        !redis.at_rest(),
+        "expects more confirmations than come: waits, never loses"
+    );
+}
+
+#[test]
+fn what_is_not_redis_is_never_at_rest() {
+    assert!(!after(&[(b"*1\r\n+PING\r\n", b"")]).at_rest());
+    assert!(!after(&[(b"PING\r\n", b"?\r\n")]).at_rest());
+}
