@@ -6,30 +6,37 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Protocol;
-use crate::error::{Classified, Side};
+use crate::error::Classified;
 use crate::metrics::Metrics;
 use crate::protocol;
-use crate::relay::Outcome;
+use crate::relay::{Ending, Outcome};
 
-/// After a relay: bytes each way, duration, who closed, and why if it was an error.
-pub fn log_relayed(started: Instant, outcome: &Outcome) {
-    let why = match &outcome.error {
-        None if outcome.closed_by == Side::Local => "drain grace period over".to_owned(),
-        None => "eof".to_owned(),
+/// After a relay: its one `closed` line (bytes each way, duration, who closed, why) and its
+/// metrics, including a count in `drain_cut_total` when the drain budget cut it.
+pub fn record_relayed(metrics: &Metrics, name: &str, started: Instant, outcome: &Outcome) {
+    let why = match (&outcome.error, outcome.ending) {
+        (_, Ending::AtRest) => "drained at rest".to_owned(),
+        (_, Ending::Cut(activity)) => format!("drain budget over; cut during {activity}"),
+        (None, Ending::Peers) => "eof".to_owned(),
         // Many clients (redis-cli, libpq) close without close_notify; that is an ordinary close.
-        Some(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        (Some(e), _) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "eof without close_notify".to_owned()
         }
-        Some(e) => e.to_string(),
+        (Some(e), _) => e.to_string(),
     };
+    let lasted = started.elapsed();
     tracing::info!(
         bytes_from_client = outcome.from_client,
         bytes_from_backend = outcome.from_backend,
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = lasted.as_millis() as u64,
         closed_by = %outcome.closed_by,
         why = %why,
         "closed"
     );
+    metrics.record_relayed(name, outcome.from_client, outcome.from_backend, lasted);
+    if let Ending::Cut(_) = outcome.ending {
+        metrics.drain_cut.get_or_create(&Metrics::route(name)).inc();
+    }
 }
 
 /// A connection that never reached the relay: one `refused` line, and one count in

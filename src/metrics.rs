@@ -119,6 +119,8 @@ pub struct Metrics {
     pub login_up: Family<RouteLabel, Gauge>,
     /// Warm connections: the sidecar's pool, the gateway's connections waiting for START.
     pub warm: Warm,
+    /// Connections the drain budget cut while they were in the middle of something.
+    pub drain_cut: Family<RouteLabel, Counter>,
     registry: Registry,
 }
 
@@ -184,6 +186,7 @@ impl Metrics {
             far_side_up: Family::default(),
             login_up: Family::default(),
             warm: Warm::default(),
+            drain_cut: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -252,6 +255,11 @@ impl Metrics {
             "login_up",
             "Last probe login of the gateway to the backend of a login route succeeded",
             m.login_up.clone(),
+        );
+        r.register(
+            "drain_cut",
+            "Connections cut mid-request when the drain period ended",
+            m.drain_cut.clone(),
         );
         let version = env!("CARGO_PKG_VERSION");
         r.register(

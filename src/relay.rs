@@ -1,16 +1,18 @@
 //! The data path: a bidirectional copy with half-close in both directions, bounded buffers,
-//! per-direction byte counts and a record of which side closed first.
+//! per-direction byte counts, a record of which side closed first, and the drain: a
+//! connection is closed at the first point where its conversation is at rest.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::Lent;
+use crate::conversation::Conversation;
 use crate::error::Side;
 
 /// How a relayed connection ended.
@@ -20,19 +22,50 @@ pub struct Outcome {
     pub from_client: u64,
     /// Bytes the far side sent.
     pub from_backend: u64,
-    /// The side that reached end-of-stream or failed first.
+    /// The side that reached end-of-stream or failed first; `Local` when snigate closed it.
     pub closed_by: Side,
     /// The I/O error that ended it, if it did not end with both sides closing cleanly.
     pub error: Option<io::Error>,
+    /// Whether the drain ended it, and how.
+    pub ending: Ending,
+}
+
+/// Who ended a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its peers: an end-of-stream or an error on both directions.
+    Peers,
+    /// The drain, at a point where the conversation was at rest: nothing was lost.
+    AtRest,
+    /// The drain budget ran out while the connection was in the middle of something (what).
+    Cut(&'static str),
+}
+
+/// The drain's two signals, as a connection sees them.
+#[derive(Clone, Copy)]
+pub struct Stops<'a> {
+    /// Close at the next point where the conversation is at rest.
+    pub drain: &'a CancellationToken,
+    /// Close now: the drain budget is over.
+    pub force: &'a CancellationToken,
 }
 
 /// Copies until both directions are finished; an EOF on one side becomes a write shutdown
 /// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working.
-/// `stop` ends the relay early (the drain grace period is over): both sides are closed.
+///
+/// Once `stops.drain` fires, the relay closes both sides cleanly as soon as `conversation`
+/// is at rest: when the token fires, after each write of far-side bytes, and before each
+/// write of client bytes, which are then never forwarded (the client may send them again
+/// elsewhere). `stops.force` closes it wherever it is.
 ///
 /// Each side is read through a [`Lent`] buffer: bytes go from it straight to the writer,
 /// several TLS records at a time, and no buffer is held while the connection is idle.
-pub async fn relay<C, B>(client: C, backend: B, stop: &CancellationToken) -> Outcome
+pub async fn relay<C, B>(
+    client: C,
+    backend: B,
+    conversation: Conversation,
+    stops: Stops<'_>,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -41,28 +74,81 @@ where
     let mut ends = Ends::default();
     let mut up = Pump::new(Side::Client, Side::Backend);
     let mut down = Pump::new(Side::Backend, Side::Client);
+    let mut watch = Watch {
+        conversation,
+        draining: false,
+    };
+    let mut drain = pin!(stops.drain.cancelled());
     let copy = poll_fn(|cx| {
+        if !watch.draining {
+            watch.draining = drain.as_mut().poll(cx).is_ready();
+        }
+        if watch.closing() {
+            return Poll::Ready(Ok(Ending::AtRest));
+        }
         let up_done = up
-            .poll(cx, &mut client, &mut backend, &mut ends)?
+            .poll(cx, &mut client, &mut backend, &mut ends, &mut watch)?
             .is_ready();
+        if watch.closing() {
+            return Poll::Ready(Ok(Ending::AtRest));
+        }
         let down_done = down
-            .poll(cx, &mut backend, &mut client, &mut ends)?
+            .poll(cx, &mut backend, &mut client, &mut ends, &mut watch)?
             .is_ready();
-        if up_done && down_done {
-            Poll::Ready(Ok::<_, io::Error>(()))
+        if watch.closing() {
+            Poll::Ready(Ok(Ending::AtRest))
+        } else if up_done && down_done {
+            Poll::Ready(Ok::<_, io::Error>(Ending::Peers))
         } else {
             Poll::Pending
         }
     });
-    let (error, stopped) = tokio::select! {
-        result = copy => (result.err(), false),
-        _ = stop.cancelled() => (None, true),
+    let copied = tokio::select! {
+        result = copy => Some(result),
+        _ = stops.force.cancelled() => None,
     };
+    let (error, ending) = match copied {
+        Some(Ok(ending)) => (None, ending),
+        Some(Err(error)) => (Some(error), Ending::Peers),
+        None => (None, Ending::Cut(watch.conversation.activity())),
+    };
+    if ending == Ending::AtRest {
+        let closed = async { tokio::join!(client.shutdown(), backend.shutdown()) };
+        tokio::select! {
+            _ = closed => {}
+            _ = stops.force.cancelled() => {}
+        }
+    }
     Outcome {
         from_client: up.bytes,
         from_backend: down.bytes,
-        closed_by: if stopped { Side::Local } else { ends.first() },
+        closed_by: match ending {
+            Ending::Peers => ends.first(),
+            Ending::AtRest | Ending::Cut(_) => Side::Local,
+        },
         error,
+        ending,
+    }
+}
+
+/// What the pumps consult and tell about the conversation.
+struct Watch {
+    conversation: Conversation,
+    /// The drain token has fired.
+    draining: bool,
+}
+
+impl Watch {
+    /// Draining and at rest: the relay closes the connection here.
+    fn closing(&self) -> bool {
+        self.draining && self.conversation.at_rest()
+    }
+
+    fn forwarded(&mut self, from: Side, bytes: &[u8]) {
+        match from {
+            Side::Client => self.conversation.client_sent(bytes),
+            Side::Backend | Side::Local => self.conversation.far_side_sent(bytes),
+        }
     }
 }
 
@@ -133,6 +219,7 @@ impl Pump {
         reader: &mut R,
         writer: &mut W,
         ends: &mut Ends,
+        watch: &mut Watch,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncBufRead + Unpin,
@@ -147,6 +234,10 @@ impl Pump {
                     return Poll::Ready(ends.charge(shut, self.to));
                 }
                 State::Copying => {}
+            }
+            if watch.closing() {
+                // The relay closes here: client bytes read now are never forwarded.
+                return Poll::Pending;
             }
             let chunk = match Pin::new(&mut *reader).poll_fill_buf(cx) {
                 Poll::Pending => return self.flush(cx, writer, ends),
@@ -165,6 +256,7 @@ impl Pump {
                 written => written,
             };
             let written = ends.charge(written, self.to)?;
+            watch.forwarded(self.from, &chunk[..written]);
             Pin::new(&mut *reader).consume(written);
             self.bytes += written as u64;
             self.unflushed = true;
@@ -188,41 +280,4 @@ impl Pump {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn half_close_travels_both_ways_and_bytes_are_counted() {
-        let (mut client, client_end) = tokio::io::duplex(64);
-        let (backend_end, mut backend) = tokio::io::duplex(64);
-        let relay =
-            tokio::spawn(
-                async move { relay(client_end, backend_end, &CancellationToken::new()).await },
-            );
-
-        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
-        let writer = tokio::spawn(async move {
-            client.write_all(&payload).await.unwrap();
-            client.shutdown().await.unwrap();
-            let mut reply = Vec::new();
-            client.read_to_end(&mut reply).await.unwrap();
-            reply
-        });
-        let mut received = Vec::new();
-        backend.read_to_end(&mut received).await.unwrap();
-        assert_eq!(received.len(), 100_000);
-        assert!(received.iter().enumerate().all(|(i, &b)| b == i as u8));
-        backend
-            .write_all(b"after the client's half-close")
-            .await
-            .unwrap();
-        backend.shutdown().await.unwrap();
-
-        assert_eq!(writer.await.unwrap(), b"after the client's half-close");
-        let outcome = relay.await.unwrap();
-        assert_eq!((outcome.from_client, outcome.from_backend), (100_000, 29));
-        assert_eq!(outcome.closed_by, Side::Client);
-        assert!(outcome.error.is_none());
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! Stopping: SIGTERM, SIGINT or `/quitquitquit` turns readiness off, keeps accepting for the
-//! configured delay, stops accepting, lets open connections finish within the drain period,
-//! then closes what is left.
+//! configured delay, stops accepting and starts the drain: each connection is closed at its
+//! first safe point (its conversation at rest), and whatever is still open when the drain
+//! period ends is cut.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +13,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
 use crate::config::{Limits, Timeouts};
+use crate::relay::Stops;
 
 /// The process-wide controls every accept loop and connection hangs off.
 #[derive(Clone)]
 pub struct Serving {
-    /// Cancelled to stop accepting (drain starts).
+    /// Cancelled to stop accepting.
     pub accept: CancellationToken,
-    /// Cancelled when the process stops accepting: connections that are at rest (a warm
-    /// connection before START, a client that has sent nothing) close at once.
+    /// Cancelled when the process stops accepting: each connection closes at its next safe
+    /// point (a relay whose conversation is at rest, a warm connection before START, a client
+    /// that has sent nothing: at once).
     pub drain: CancellationToken,
     /// Cancelled to close connections still open when the drain period ends.
     pub force: CancellationToken,
@@ -44,6 +47,14 @@ impl Serving {
             listeners: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
+        }
+    }
+
+    /// The drain's signals, for a relay.
+    pub fn stops(&self) -> Stops<'_> {
+        Stops {
+            drain: &self.drain,
+            force: &self.force,
         }
     }
 }
@@ -90,7 +101,7 @@ pub async fn stop_when(
     {
         tracing::warn!(
             open = serving.tracker.len(),
-            "drain period over; closing the rest"
+            "drain period over; cutting the connections still busy"
         );
         serving.force.cancel();
         // Relays end at once when forced; the bound only guards against a stuck peer write.

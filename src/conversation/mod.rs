@@ -58,6 +58,14 @@ impl Conversation {
         }
     }
 
+    /// Notes that the gateway's login answered the client's StartupMessage itself: the
+    /// client has its ReadyForQuery (status `I`: a session starts outside a transaction).
+    pub fn session_started_by_login(&mut self) {
+        if let Conversation::Postgres(postgres) = self {
+            postgres.server_sent(b"Z\0\0\0\x05I");
+        }
+    }
+
     /// Whether closing now loses nothing.
     pub fn at_rest(&self) -> bool {
         match self {

@@ -14,6 +14,7 @@ use super::start::started_by_sidecar;
 use super::{Gateway, Snapshot};
 use crate::closing;
 use crate::config::Protocol;
+use crate::conversation::Conversation;
 use crate::dial::dial;
 use crate::listener::Accepted;
 use crate::login::{self, Backend, LoggedIn, Target};
@@ -94,7 +95,8 @@ async fn serve_route(
     }
     let first_bytes = tokio::select! {
         greeting = greeting(route, &mut tls) => greeting,
-        _ = serving.force.cancelled() => None,
+        // Nothing was forwarded yet: the drain closes it at once.
+        _ = serving.drain.cancelled() => return Err(drained(&mut tls, serving).await),
     };
     let greeting = first_bytes.ok_or(Refusal::Silent)?;
     forward(gateway, snapshot, route, tls, greeting, started, serving).await
@@ -131,19 +133,27 @@ async fn forward(
     if backend.write_all(rest).await.is_err() || backend.flush().await.is_err() {
         return Ok(());
     }
+    let mut conversation = Conversation::new(route.protocol);
+    conversation.client_sent(&greeting);
+    if logged_in.consumed > 0 {
+        conversation.session_started_by_login();
+    }
     // Freed before the relay: an idle connection should not keep 16 KiB it no longer needs.
     let greeted = greeting.len() as u64;
     drop(greeting);
-    let mut outcome = relay(tls, backend, &serving.force).await;
+    let mut outcome = relay(tls, backend, conversation, serving.stops()).await;
     outcome.from_client += greeted;
-    closing::log_relayed(started, &outcome);
-    gateway.metrics.record_relayed(
-        &route.name,
-        outcome.from_client,
-        outcome.from_backend,
-        started.elapsed(),
-    );
+    closing::record_relayed(&gateway.metrics, &route.name, started, &outcome);
     Ok(())
+}
+
+/// Closes a connection the drain caught before its client sent anything (close_notify, FIN).
+async fn drained(tls: &mut ServerStream, serving: &Serving) -> Refusal {
+    tokio::select! {
+        _ = tls.shutdown() => {}
+        _ = serving.force.cancelled() => {}
+    }
+    Refusal::Drained
 }
 
 /// Records the route, TLS summary and client identity on the connection's span.

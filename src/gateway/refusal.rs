@@ -13,6 +13,8 @@ use crate::protocol::postgres::PacketError;
 pub enum Refusal {
     #[error("client closed before sending anything")]
     Silent,
+    #[error("closed by the drain before the client sent anything")]
+    Drained,
     #[error("not TLS: the first byte is {0:#04x}")]
     NotTls(u8),
     #[error("bytes were pipelined after the SSLRequest (CVE-2021-23222)")]
@@ -51,6 +53,7 @@ impl Classified for Refusal {
         match self {
             Refusal::Backend { .. } => Side::Backend,
             Refusal::Login(e) if !e.by_client() => Side::Backend,
+            Refusal::Drained => Side::Local,
             _ => Side::Client,
         }
     }
@@ -58,6 +61,7 @@ impl Classified for Refusal {
     fn reason(&self) -> &'static str {
         match self {
             Refusal::Silent => "silent",
+            Refusal::Drained => "drained",
             Refusal::NotTls(_) => "not_tls",
             Refusal::Pipelined => "pipelined_after_sslrequest",
             Refusal::Plaintext(_) => "plaintext_postgres",

@@ -11,6 +11,7 @@ use super::failure::Failure;
 use super::{Sidecar, Tunnel};
 use crate::closing;
 use crate::config::Protocol;
+use crate::conversation::Conversation;
 use crate::listener::Accepted;
 use crate::metrics::{Metrics, OpenGuard};
 use crate::protocol::postgres::{self, PacketError};
@@ -61,18 +62,13 @@ async fn serve(
         .connect_seconds
         .get_or_create(&label)
         .observe(connect_seconds);
+    let mut conversation = Conversation::new(tunnel.protocol);
+    conversation.client_sent(&first);
     let sent = first.len() as u64;
     drop(first);
-    let mut outcome = relay(local, gateway, &serving.force).await;
+    let mut outcome = relay(local, gateway, conversation, serving.stops()).await;
     outcome.from_client += sent;
-    closing::log_relayed(started, &outcome);
-    let lasted = started.elapsed();
-    sidecar.metrics.record_relayed(
-        &tunnel.name,
-        outcome.from_client,
-        outcome.from_backend,
-        lasted,
-    );
+    closing::record_relayed(&sidecar.metrics, &tunnel.name, started, &outcome);
     Ok(())
 }
 
