@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::accept::accept;
+use super::backend;
 use super::refusal::Refusal;
 use super::routing::Route;
 use super::start::started_by_sidecar;
@@ -15,7 +16,6 @@ use super::{Gateway, Snapshot};
 use crate::closing;
 use crate::config::Protocol;
 use crate::conversation::Conversation;
-use crate::dial::dial;
 use crate::listener::Accepted;
 use crate::login::{self, Backend, LoggedIn, Target};
 use crate::metrics::{Metrics, OpenGuard};
@@ -115,7 +115,7 @@ async fn forward(
 ) -> Result<(), Refusal> {
     let deadline = snapshot.config.timeouts.handshake;
     let connect_started = Instant::now();
-    let backend = match connect(route, snapshot.config.timeouts.connect).await {
+    let connected = match backend::connect(route, &greeting, &snapshot.config.timeouts).await {
         Ok(backend) => backend,
         Err(refusal) => return Err(refuse(route, &mut tls, &greeting, refusal, deadline).await),
     };
@@ -124,12 +124,13 @@ async fn forward(
         .connect_seconds
         .get_or_create(&Metrics::route(&route.name))
         .observe(connect_started.elapsed().as_secs_f64());
-    let logged_in = match log_in(gateway, snapshot, route, &mut tls, backend, &mut greeting).await {
+    let (stream, answer) = (connected.stream, connected.answer);
+    let logged_in = match log_in(gateway, snapshot, route, &mut tls, stream, &mut greeting).await {
         Ok(logged_in) => logged_in,
         Err(refusal) => return Err(refuse(route, &mut tls, &greeting, refusal, deadline).await),
     };
     let (mut backend, _issued) = (logged_in.backend, logged_in.issued);
-    let rest = &greeting[logged_in.consumed..];
+    let rest = &greeting[logged_in.consumed.max(connected.sent)..];
     if backend.write_all(rest).await.is_err() || backend.flush().await.is_err() {
         return Ok(());
     }
@@ -138,11 +139,15 @@ async fn forward(
     if logged_in.consumed > 0 {
         conversation.session_started_by_login();
     }
+    if pass_on(&answer, &mut tls, &mut conversation).await.is_err() {
+        return Ok(());
+    }
     // Freed before the relay: an idle connection should not keep 16 KiB it no longer needs.
     let greeted = greeting.len() as u64;
     drop(greeting);
     let mut outcome = relay(tls, backend, conversation, serving.stops()).await;
     outcome.from_client += greeted;
+    outcome.from_backend += answer.len() as u64;
     closing::record_relayed(&gateway.metrics, &route.name, started, &outcome);
     Ok(())
 }
@@ -216,13 +221,18 @@ async fn greeting(route: &Route, tls: &mut ServerStream) -> Option<Vec<u8>> {
     }
 }
 
-async fn connect(route: &Route, deadline: Duration) -> Result<TcpStream, Refusal> {
-    dial(&route.backend, deadline)
-        .await
-        .map_err(|source| Refusal::Backend {
-            addr: route.backend.clone(),
-            source,
-        })
+/// Passes on what the backend already answered (to a StartupMessage sent with the dial).
+async fn pass_on(
+    answer: &[u8],
+    tls: &mut ServerStream,
+    conversation: &mut Conversation,
+) -> std::io::Result<()> {
+    if !answer.is_empty() {
+        tls.write_all(answer).await?;
+        tls.flush().await?;
+        conversation.far_side_sent(answer);
+    }
+    Ok(())
 }
 
 /// On a login route, the gateway logs in for the client (see `login`); elsewhere the backend

@@ -2,6 +2,7 @@
 //! backend.
 
 mod accept;
+mod backend;
 mod connection;
 mod refusal;
 mod reload;

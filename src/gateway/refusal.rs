@@ -39,8 +39,13 @@ pub enum Refusal {
     BadStart(u8),
     #[error("route at its limit of {0} connections")]
     RouteFull(usize),
-    #[error("backend {addr} unreachable: {source}")]
-    Backend { addr: HostPort, source: io::Error },
+    #[error("backend {addr} unreachable: {source} (tried for {:.1}s)", tried.as_secs_f64())]
+    Backend {
+        addr: HostPort,
+        source: io::Error,
+        /// How long the dial was retried.
+        tried: Duration,
+    },
     #[error(transparent)]
     Login(#[from] LoginError),
     /// libpq ≤ 16 cancels in plaintext: no SNI, so only the key says where it goes.

@@ -67,6 +67,26 @@ fn classify(bytes: Vec<u8>) -> Packet {
     }
 }
 
+/// Whether `bytes` are exactly one StartupMessage (protocol 3.x), which a server answers.
+pub fn is_startup(bytes: &[u8]) -> bool {
+    let [a, b, c, d, major_hi, major_lo, ..] = *bytes else {
+        return false;
+    };
+    u32::from_be_bytes([a, b, c, d]) as usize == bytes.len() && (major_hi, major_lo) == (0, 3)
+}
+
+/// Whether a server's first answer is an ErrorResponse with SQLSTATE 57P03
+/// (cannot_connect_now): "the database system is starting up", "is shutting down"...
+pub fn cannot_connect_now(answer: &[u8]) -> bool {
+    let Some((b'E', rest)) = answer.split_first() else {
+        return false;
+    };
+    let Some(fields) = rest.get(4..) else {
+        return false;
+    };
+    fields.split(|&b| b == 0).any(|field| field == b"C57P03")
+}
+
 /// An ErrorResponse with severity FATAL and SQLSTATE 08006; psql prints it as `FATAL:  <message>`.
 pub fn error_response(message: &str) -> Vec<u8> {
     let mut body = Vec::with_capacity(message.len() + 32);
@@ -138,6 +158,26 @@ mod tests {
         for cut in 0..ssl.len() {
             assert!(matches!(parse(&ssl[..cut]).await, Err(PacketError::Io(_))));
         }
+    }
+
+    #[test]
+    fn a_startup_message_and_a_restarting_servers_refusal_are_recognised() {
+        let mut buf = BytesMut::new();
+        frontend::startup_message([("user", "u")], &mut buf).unwrap();
+        assert!(is_startup(&buf));
+        assert!(!is_startup(&buf[..buf.len() - 1]));
+        let mut cancel = BytesMut::new();
+        frontend::cancel_request(42, 7, &mut cancel);
+        assert!(!is_startup(&cancel));
+        // The fields PostgreSQL sends while it shuts down.
+        let fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is shutting down\0\
+            Fpostmaster.c\0L2460\0RProcessStartupPacket\0\0";
+        let mut shutting_down = vec![b'E'];
+        shutting_down.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+        shutting_down.extend_from_slice(fields);
+        assert!(cannot_connect_now(&shutting_down));
+        assert!(!cannot_connect_now(&error_response("snigate: down")));
+        assert!(!cannot_connect_now(b"R\0\0\0\x08\0\0\0\0"));
     }
 
     #[test]
