@@ -16,7 +16,7 @@ use crate::relay::{Ending, Outcome};
 pub fn record_relayed(metrics: &Metrics, name: &str, started: Instant, outcome: &Outcome) {
     let why = match (&outcome.error, outcome.ending) {
         (_, Ending::AtRest) => "drained at rest".to_owned(),
-        (_, Ending::Cut(activity)) => format!("drain budget over; cut during {activity}"),
+        (_, Ending::Cut(activity)) => format!("drain budget over; cut while busy: {activity}"),
         (None, Ending::Peers) => "eof".to_owned(),
         // Many clients (redis-cli, libpq) close without close_notify; that is an ordinary close.
         (Some(e), _) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -78,4 +78,40 @@ pub async fn tell_client<S, E>(
     let message = format!("snigate: {name}: {}", error.client_message());
     let reply = protocol::refuse(protocol, stream, greeting, &message, error.transient());
     let _ = tokio::time::timeout(deadline, reply).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Side;
+    use crate::relay::Ending;
+
+    fn outcome(ending: Ending) -> Outcome {
+        Outcome {
+            from_client: 10,
+            from_backend: 20,
+            closed_by: Side::Local,
+            error: None,
+            ending,
+        }
+    }
+
+    #[test]
+    fn a_connection_cut_by_the_drain_budget_is_counted_and_one_drained_at_rest_is_not() {
+        let metrics = Metrics::new("gateway");
+        let started = Instant::now();
+        record_relayed(&metrics, "pg", started, &outcome(Ending::AtRest));
+        record_relayed(
+            &metrics,
+            "pg",
+            started,
+            &outcome(Ending::Cut("a transaction open")),
+        );
+        record_relayed(&metrics, "pg", started, &outcome(Ending::Peers));
+        let text = metrics.encode();
+        assert!(
+            text.contains("snigate_drain_cut_total{route=\"pg\"} 1\n"),
+            "{text}"
+        );
+    }
 }
