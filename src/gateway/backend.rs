@@ -5,6 +5,7 @@
 //! for has been done at either point, so the client simply waits a little longer.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +38,15 @@ enum Failed {
     NotYet(Connected),
 }
 
+impl Failed {
+    fn describe(&self) -> String {
+        match self {
+            Failed::Dial(error) => error.to_string(),
+            Failed::NotYet(_) => "not accepting sessions yet (SQLSTATE 57P03)".to_owned(),
+        }
+    }
+}
+
 /// Connects to the route's backend; for a PostgreSQL StartupMessage (no login route), also
 /// sends it and reads the first answer, to retry a session the backend refuses while it
 /// restarts.
@@ -62,6 +72,15 @@ pub async fn connect(
             });
         }
         start_session(stream, greeting, timeouts.connect).await
+    };
+    // One line per client kept waiting, so an operator sees who waits for which backend.
+    let told = AtomicBool::new(timeouts.retry.is_zero());
+    let retryable = |failed: &Failed| {
+        let retry = retryable(failed);
+        if retry && !told.swap(true, Ordering::Relaxed) {
+            tracing::info!(backend = %route.backend, error = %failed.describe(), budget = ?timeouts.retry, "backend unavailable; retrying");
+        }
+        retry
     };
     match retry::within(timeouts.retry, attempt, retryable).await {
         Ok(connected) | Err(Failed::NotYet(connected)) => Ok(connected),
