@@ -46,9 +46,17 @@ impl Framing {
         let mut i = 0;
         while i < bytes.len() && !self.lost {
             let Some(left) = self.body else {
-                self.header[self.got as usize] = bytes[i];
-                self.got += 1;
-                i += 1;
+                // A whole header at once when it is in this chunk, as it mostly is.
+                let size = if self.typed { 5 } else { 4 };
+                let take = if self.got == 0 && bytes.len() - i >= size {
+                    size
+                } else {
+                    1
+                };
+                let got = self.got as usize;
+                self.header[got..got + take].copy_from_slice(&bytes[i..i + take]);
+                self.got += take as u8;
+                i += take;
                 self.end_header(&mut done);
                 continue;
             };

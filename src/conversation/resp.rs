@@ -10,6 +10,8 @@
 /// Longest first element kept: the longest word the tracker compares against.
 pub const WORD: usize = 12;
 
+mod whole;
+
 /// What the tracker learns about one complete top-level frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
@@ -137,13 +139,39 @@ impl Scanner {
                     }
                     None => i = bytes.len(),
                 },
+                At::Type if self.remaining == 0 => match whole::frame(&bytes[i..], self.commands) {
+                    Some((frame, used)) => {
+                        i += used;
+                        (self.frame, self.flat) = (frame, true);
+                        done(&self.frame);
+                    }
+                    None => {
+                        self.start_value(bytes[i], &mut done);
+                        i += 1;
+                    }
+                },
                 At::Type => {
                     self.start_value(bytes[i], &mut done);
                     i += 1;
                 }
                 At::Number(value) => {
-                    self.digit(bytes[i], value, &mut done);
-                    i += 1;
+                    // The whole line at once when it is in this chunk: headers are most of
+                    // the bytes scanned, and a tight loop over them keeps the data path fast.
+                    let rest = &bytes[i..];
+                    let end = rest.iter().position(|&b| b == b'\n');
+                    let line = &rest[..end.unwrap_or(rest.len())];
+                    i += line.len() + usize::from(end.is_some());
+                    if !self.digits(line) {
+                        self.at = At::Lost;
+                    } else if end.is_some() {
+                        let n = if self.negative {
+                            -self.number
+                        } else {
+                            self.number
+                        };
+                        (self.number, self.negative) = (0, false);
+                        self.end_number(n, value, &mut done);
+                    }
                 }
                 At::Inline { in_word } => {
                     self.inline(bytes[i], in_word, &mut done);
@@ -191,25 +219,23 @@ impl Scanner {
         };
     }
 
-    fn digit(&mut self, byte: u8, value: Value, done: &mut impl FnMut(&Frame)) {
-        match byte {
-            b'0'..=b'9' => {
-                let d = i64::from(byte - b'0');
-                self.number = self.number.saturating_mul(10).saturating_add(d);
+    /// Adds the characters of a number's line (without its `\n`) to the number so far;
+    /// `false` when one is not part of a number.
+    fn digits(&mut self, line: &[u8]) -> bool {
+        let (mut number, mut negative) = (self.number, self.negative);
+        for &byte in line {
+            match byte {
+                b'0'..=b'9' => {
+                    let d = i64::from(byte - b'0');
+                    number = number.saturating_mul(10).saturating_add(d);
+                }
+                b'-' if number == 0 => negative = true,
+                b'\r' => {}
+                _ => return false,
             }
-            b'-' if self.number == 0 => self.negative = true,
-            b'\r' => {}
-            b'\n' => {
-                let n = if self.negative {
-                    -self.number
-                } else {
-                    self.number
-                };
-                (self.number, self.negative) = (0, false);
-                self.end_number(n, value, done);
-            }
-            _ => self.at = At::Lost,
         }
+        (self.number, self.negative) = (number, negative);
+        true
     }
 
     fn end_number(&mut self, n: i64, value: Value, done: &mut impl FnMut(&Frame)) {

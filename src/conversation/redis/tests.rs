@@ -134,3 +134,27 @@ fn what_is_not_redis_is_never_at_rest() {
     assert!(!after(&[(b"*1\r\n+PING\r\n", b"")]).at_rest());
     assert!(!after(&[(b"PING\r\n", b"?\r\n")]).at_rest());
 }
+
+/// Frames read whole in one chunk and byte by byte leave the same state, unusual ones too.
+#[test]
+fn whole_frames_and_byte_by_byte_agree() {
+    let replies: &[&[u8]] = &[
+        b"*2\r\n$-1\r\n:5\r\n",
+        b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n",
+        b"*3\r\n$13\r\nthirteen-long\r\n+x\r\n:7\r\n",
+        b"~2\r\n,1.5\r\n(12\r\n",
+        b"$-1\r\n:-3\r\n_\r\n#t\r\n!3\r\nerr\r\n=7\r\ntxt:abc\r\n",
+        b"*1\r\n*1\r\n:1\r\n%1\r\n+a\r\n+b\r\n|1\r\n+k\r\n+v\r\n+OK\r\n",
+        b"$\r\n\r\n*-1\r\n",
+    ];
+    for bytes in replies {
+        let mut whole = Redis::default();
+        whole.client_sent(b"*1\r\n$9\r\nSUBSCRIBE\r\n");
+        let mut bytewise = whole.clone();
+        whole.server_sent(bytes);
+        for byte in bytes.chunks(1) {
+            bytewise.server_sent(byte);
+        }
+        assert_eq!(whole, bytewise, "{}", String::from_utf8_lossy(bytes));
+    }
+}
