@@ -19,13 +19,14 @@ pub use self::redis::Redis;
 
 use crate::config::Protocol;
 
-/// One connection's tracker, by protocol.
+/// One connection's tracker, by protocol. Boxed: the connection's future holds the tracker
+/// at several await points, and a pointer there costs less than copies of the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Conversation {
     /// At rest when no reply is outstanding.
-    Redis(Redis),
+    Redis(Box<Redis>),
     /// At rest after ReadyForQuery `I` with nothing outstanding.
-    Postgres(Postgres),
+    Postgres(Box<Postgres>),
     /// A `tcp` route: its bytes mean nothing to snigate, so it is never at rest.
     Opaque,
 }
@@ -34,8 +35,8 @@ impl Conversation {
     /// The tracker of a new connection speaking `protocol`.
     pub fn new(protocol: Protocol) -> Conversation {
         match protocol {
-            Protocol::Redis => Conversation::Redis(Redis::default()),
-            Protocol::Postgres => Conversation::Postgres(Postgres::default()),
+            Protocol::Redis => Conversation::Redis(Box::default()),
+            Protocol::Postgres => Conversation::Postgres(Box::default()),
             Protocol::Tcp => Conversation::Opaque,
         }
     }
