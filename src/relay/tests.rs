@@ -24,6 +24,17 @@ fn spawn(
     })
 }
 
+/// A relay of a Redis conversation: the client's end, the backend's end, the relay task.
+fn redis_relay(tokens: &Tokens) -> (DuplexStream, DuplexStream, JoinHandle<Outcome>) {
+    let ((client, client_end), (backend_end, backend)) = (duplex(), duplex());
+    let redis = Conversation::new(Protocol::Redis);
+    (
+        client,
+        backend,
+        spawn(client_end, backend_end, redis, tokens),
+    )
+}
+
 async fn read_all(stream: &mut DuplexStream) -> Vec<u8> {
     let mut all = Vec::new();
     stream.read_to_end(&mut all).await.unwrap();
@@ -81,10 +92,8 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
 #[tokio::test]
 async fn drain_closes_a_connection_at_rest_at_once_and_both_sides_see_eof() {
-    let ((mut client, client_end), (backend_end, mut backend)) = (duplex(), duplex());
     let tokens = Tokens::default();
-    let redis = Conversation::new(Protocol::Redis);
-    let relay = spawn(client_end, backend_end, redis, &tokens);
+    let (mut client, mut backend, relay) = redis_relay(&tokens);
     client.write_all(PING).await.unwrap();
     assert_eq!(read_exactly(&mut backend, PING.len()).await, PING);
     backend.write_all(b"+PONG\r\n").await.unwrap();
@@ -100,14 +109,8 @@ async fn drain_closes_a_connection_at_rest_at_once_and_both_sides_see_eof() {
 
 #[tokio::test]
 async fn drain_waits_for_the_reply_outstanding_then_closes() {
-    let ((mut client, client_end), (backend_end, mut backend)) = (duplex(), duplex());
     let tokens = Tokens::default();
-    let relay = spawn(
-        client_end,
-        backend_end,
-        Conversation::new(Protocol::Redis),
-        &tokens,
-    );
+    let (mut client, mut backend, relay) = redis_relay(&tokens);
     client.write_all(PING).await.unwrap();
     assert_eq!(read_exactly(&mut backend, PING.len()).await, PING);
     tokens.drain.cancel();
@@ -122,16 +125,11 @@ async fn drain_waits_for_the_reply_outstanding_then_closes() {
 
 #[tokio::test]
 async fn client_bytes_read_after_deciding_to_close_never_reach_the_far_side() {
-    let ((mut client, client_end), (backend_end, mut backend)) = (duplex(), duplex());
     let tokens = Tokens::default();
     tokens.drain.cancel();
+    let (mut client, mut backend, relay) = redis_relay(&tokens);
+    // The relay task has not run yet: the bytes are there when it first looks.
     client.write_all(PING).await.unwrap();
-    let relay = spawn(
-        client_end,
-        backend_end,
-        Conversation::new(Protocol::Redis),
-        &tokens,
-    );
     let outcome = relay.await.unwrap();
     assert_eq!((outcome.ending, outcome.from_client), (Ending::AtRest, 0));
     assert_eq!(read_all(&mut backend).await, b"");
@@ -139,14 +137,8 @@ async fn client_bytes_read_after_deciding_to_close_never_reach_the_far_side() {
 
 #[tokio::test]
 async fn the_end_of_the_drain_budget_cuts_a_busy_connection_and_says_why() {
-    let ((mut client, client_end), (backend_end, mut backend)) = (duplex(), duplex());
     let tokens = Tokens::default();
-    let relay = spawn(
-        client_end,
-        backend_end,
-        Conversation::new(Protocol::Redis),
-        &tokens,
-    );
+    let (mut client, mut backend, relay) = redis_relay(&tokens);
     let partial = b"*2\r\n$5\r\nBRPOP";
     client.write_all(partial).await.unwrap();
     assert_eq!(read_exactly(&mut backend, partial.len()).await, partial);
