@@ -7,45 +7,11 @@
 //! per chunk and allocates nothing. Nesting needs no stack: a frame is a count of values still
 //! to read, and an aggregate header adds its elements to that count.
 
-/// Longest first element kept: the longest word the tracker compares against.
-pub const WORD: usize = 12;
-
+mod frame;
 mod whole;
 
-/// What the tracker learns about one complete top-level frame.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Frame {
-    /// Type byte of the top-level value (attributes before it skipped); `*` for an inline
-    /// command.
-    pub kind: u8,
-    /// Element count of a top-level aggregate (-1: null), words of an inline command.
-    pub len: i64,
-    /// The third element when it is an integer (the count in a pub/sub confirmation).
-    pub third: Option<i64>,
-    word: [u8; WORD],
-    /// Bytes of `word` filled; more than [`WORD`] when the first word was too long to keep.
-    word_len: u8,
-    /// Whether the first element was a string (or an inline word) at all.
-    has_word: bool,
-}
-
-impl Frame {
-    /// The first element, when it is a string of at most [`WORD`] bytes.
-    pub fn word(&self) -> Option<&[u8]> {
-        let len = self.word_len as usize;
-        (self.has_word && len <= WORD).then(|| &self.word[..len])
-    }
-
-    fn push_word(&mut self, bytes: &[u8]) {
-        let have = self.word_len as usize;
-        if have + bytes.len() > WORD {
-            self.word_len = u8::MAX;
-            return;
-        }
-        self.word[have..have + bytes.len()].copy_from_slice(bytes);
-        self.word_len += bytes.len() as u8;
-    }
-}
+pub use frame::Frame;
+use frame::WORD;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum At {
@@ -154,25 +120,7 @@ impl Scanner {
                     self.start_value(bytes[i], &mut done);
                     i += 1;
                 }
-                At::Number(value) => {
-                    // The whole line at once when it is in this chunk: headers are most of
-                    // the bytes scanned, and a tight loop over them keeps the data path fast.
-                    let rest = &bytes[i..];
-                    let end = rest.iter().position(|&b| b == b'\n');
-                    let line = &rest[..end.unwrap_or(rest.len())];
-                    i += line.len() + usize::from(end.is_some());
-                    if !self.digits(line) {
-                        self.at = At::Lost;
-                    } else if end.is_some() {
-                        let n = if self.negative {
-                            -self.number
-                        } else {
-                            self.number
-                        };
-                        (self.number, self.negative) = (0, false);
-                        self.end_number(n, value, &mut done);
-                    }
-                }
+                At::Number(value) => i += self.number_line(&bytes[i..], value, &mut done),
                 At::Inline { in_word } => {
                     self.inline(bytes[i], in_word, &mut done);
                     i += 1;
@@ -217,6 +165,26 @@ impl Scanner {
             b'+' | b'-' | b'_' | b'#' | b',' | b'(' => At::Line,
             _ => At::Lost,
         };
+    }
+
+    /// Reads a number's line, the whole line at once when it is in this chunk: headers are
+    /// most of the bytes scanned, and a tight loop keeps the data path fast. Returns the
+    /// bytes read.
+    fn number_line(&mut self, rest: &[u8], value: Value, done: &mut impl FnMut(&Frame)) -> usize {
+        let end = rest.iter().position(|&b| b == b'\n');
+        let line = &rest[..end.unwrap_or(rest.len())];
+        if !self.digits(line) {
+            self.at = At::Lost;
+        } else if end.is_some() {
+            let n = if self.negative {
+                -self.number
+            } else {
+                self.number
+            };
+            (self.number, self.negative) = (0, false);
+            self.end_number(n, value, done);
+        }
+        line.len() + usize::from(end.is_some())
     }
 
     /// Adds the characters of a number's line (without its `\n`) to the number so far;

@@ -166,3 +166,12 @@ def _pg_up(port):
 
 def pg_dsn(port):
     return f"host=127.0.0.1 port={port} user=postgres password={PASSWORD} dbname=postgres"
+
+
+REST, BUSY = b"r", b"b"
+
+
+def in_thread(call):
+    t = threading.Thread(target=call)
+    t.start()
+    return t
