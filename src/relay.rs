@@ -51,7 +51,10 @@ pub struct Stops<'a> {
 }
 
 /// Copies until both directions are finished; an EOF on one side becomes a write shutdown
-/// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working.
+/// (TLS close_notify, then TCP FIN) on the other, so half-closed protocols keep working. A
+/// Redis or PostgreSQL server that closes its side never reads again, so there the far
+/// side's EOF ends the relay: a request the client sends next fails at once instead of
+/// waiting for a reply that cannot come.
 ///
 /// Once `stops.drain` fires, the relay closes both sides cleanly as soon as `conversation`
 /// is at rest: when the token fires, after each write of far-side bytes, and before each
@@ -97,7 +100,7 @@ where
             .is_ready();
         if watch.closing() {
             Poll::Ready(Ok(Ending::AtRest))
-        } else if up_done && down_done {
+        } else if down_done && (up_done || watch.conversation.over_when_far_side_closes()) {
             Poll::Ready(Ok::<_, io::Error>(Ending::Peers))
         } else {
             Poll::Pending

@@ -67,6 +67,12 @@ impl Conversation {
         }
     }
 
+    /// Whether the far side's end-of-stream ends the conversation: a Redis or PostgreSQL
+    /// server that closes never reads again; an opaque protocol may still be half-closed.
+    pub fn over_when_far_side_closes(&self) -> bool {
+        !matches!(self, Conversation::Opaque)
+    }
+
     /// Whether closing now loses nothing.
     pub fn at_rest(&self) -> bool {
         match self {

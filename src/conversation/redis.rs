@@ -6,6 +6,13 @@
 //! Messages the server sends on its own are not replies: RESP3 pushes (`>`) other than those
 //! confirmations, and in RESP2 subscribed mode the `message`, `pmessage` and `smessage` arrays.
 //!
+//! A connection with a subscription open is not at rest either: its client waits for
+//! messages. Closing it first is also what stalls a Celery worker (kombu 5.7 with redis-py 8):
+//! its event loop reads the subscriber connection, redis-py reconnects it in place and then
+//! blocks in a read until a message comes, so the worker stops consuming. Left open, the
+//! subscriber goes when the worker's BRPOP connection closes at rest and kombu reconnects
+//! everything, or at the end of the drain budget.
+//!
 //! Known imprecisions, each erring towards "not at rest" where a request could be lost:
 //! - UNSUBSCRIBE (and the P/S forms) without arguments expects one confirmation per channel
 //!   subscribed as far as the confirmations seen so far tell, plus any still unconfirmed: a
@@ -68,7 +75,10 @@ impl Redis {
 
     /// Nothing outstanding and nothing partial either way.
     pub fn at_rest(&self) -> bool {
-        self.outstanding == 0 && self.commands.at_boundary() && self.replies.at_boundary()
+        self.outstanding == 0
+            && self.commands.at_boundary()
+            && self.replies.at_boundary()
+            && !self.pubsub.subscribed()
     }
 
     /// What the connection is in the middle of, for the log line of a connection cut.
@@ -79,6 +89,8 @@ impl Redis {
             "a partial reply"
         } else if self.outstanding > 0 {
             "replies outstanding"
+        } else if self.pubsub.subscribed() {
+            "a subscription open"
         } else {
             "nothing"
         }
@@ -131,6 +143,11 @@ impl PubSub {
             }
             None => 1,
         }
+    }
+
+    /// Whether a subscription is open, or asked for and not confirmed yet.
+    fn subscribed(&self) -> bool {
+        self.active.iter().chain(&self.unconfirmed).any(|&n| n > 0)
     }
 
     /// Whether a complete frame from the server answers a command (or is a push).

@@ -163,3 +163,22 @@ async fn an_opaque_connection_is_never_at_rest() {
         Ending::Cut("an opaque protocol")
     );
 }
+
+#[tokio::test]
+async fn a_redis_server_that_closes_ends_the_relay_though_the_client_keeps_its_side_open() {
+    let tokens = Tokens::default();
+    let (mut client, mut backend, relay) = redis_relay(&tokens);
+    client.write_all(PING).await.unwrap();
+    assert_eq!(read_exactly(&mut backend, PING.len()).await, PING);
+    backend.write_all(b"+PONG\r\n").await.unwrap();
+    backend.shutdown().await.unwrap();
+    assert_eq!(read_all(&mut client).await, b"+PONG\r\n");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), relay).await;
+    let outcome = ended.expect("the relay outlived its server").unwrap();
+    assert_eq!(
+        (outcome.ending, outcome.closed_by),
+        (Ending::Peers, Side::Backend)
+    );
+    // The client's next request fails instead of vanishing.
+    assert!(client.write_all(PING).await.is_err());
+}

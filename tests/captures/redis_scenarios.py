@@ -40,7 +40,7 @@ def redis_inline(rec, port):
         rec.mark(REST)
         s.sendall(b"SUBSCRIBE x y\r\n")
         rec.wait_saw(b"s", b":2\r\n")
-        rec.mark(REST)
+        rec.mark(BUSY)  # subscribed: waiting for messages
 
 
 def brpop(rec, client, direct, timeout, push, meanwhile=None):
@@ -134,35 +134,36 @@ def expect(ps, kind, n=1):
 
 
 def pubsub(rec, port, protocol):
+    """Subscribed, a connection waits for messages: busy until the last unsubscribe."""
     ps = redis.Redis(port=rec.port, protocol=protocol).pubsub()
     direct = redis.Redis(port=port)
     ps.subscribe("a", "b")
     expect(ps, "subscribe", 2)
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.psubscribe("p*")
     expect(ps, "psubscribe")
-    rec.mark(REST)
+    rec.mark(BUSY)
     direct.publish("a", "hello")
     direct.publish("p1", "world")
     direct.publish("b", os.urandom(BIG))
     expect(ps, "message")
     expect(ps, "pmessage")
     expect(ps, "message")
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.ping()
     expect(ps, "pong")
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.ssubscribe("s1")
     expect(ps, "ssubscribe")
     direct.spublish("s1", "sharded")
     expect(ps, "smessage")
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.unsubscribe("a")
     expect(ps, "unsubscribe")
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.punsubscribe()
     expect(ps, "punsubscribe")
-    rec.mark(REST)
+    rec.mark(BUSY)
     ps.sunsubscribe("s1")
     expect(ps, "sunsubscribe")
     ps.unsubscribe()

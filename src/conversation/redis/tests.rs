@@ -70,25 +70,37 @@ fn a_pipeline_is_at_rest_only_once_its_last_reply_is_forwarded() {
     assert!(redis.at_rest());
 }
 
+/// Subscribed, a connection waits for messages: never at rest; a message is not a reply.
 #[test]
-fn a_message_arriving_while_a_reply_is_outstanding_is_not_that_reply() {
+fn a_subscriber_is_busy_and_a_message_is_not_the_reply_it_waits_for() {
     let subscribed = b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n";
     let message = b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n";
-    let ping = b"*1\r\n$4\r\nPING\r\n";
-    let subscribe = b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n";
-    let mut redis = after(&[(subscribe, subscribed), (ping, message)]);
-    assert!(!redis.at_rest(), "RESP2: the message is not PING's reply");
-    redis.server_sent(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
-    assert!(redis.at_rest());
-    let mut redis = after(&[(
-        subscribe,
-        &subscribed.map(|b| if b == b'*' { b'>' } else { b }),
-    )]);
-    redis.client_sent(ping);
-    redis.server_sent(&message.map(|b| if b == b'*' { b'>' } else { b }));
-    assert!(!redis.at_rest(), "RESP3: a push is not PING's reply");
-    redis.server_sent(b"+PONG\r\n");
-    assert!(redis.at_rest());
+    let unsubscribed = b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n";
+    let (ping, subscribe) = (
+        b"*1\r\n$4\r\nPING\r\n",
+        b"*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n",
+    );
+    let resp3 = |resp2: &[u8]| -> Vec<u8> {
+        let push = |b: &u8| if *b == b'*' { b'>' } else { *b };
+        resp2.iter().map(push).collect()
+    };
+    let resp2_pong: &[u8] = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+    for (protocol, pong) in [(2, resp2_pong), (3, b"+PONG\r\n")] {
+        let speak = |frame: &[u8]| {
+            if protocol == 3 {
+                resp3(frame)
+            } else {
+                frame.to_vec()
+            }
+        };
+        let mut redis = after(&[(subscribe, &speak(subscribed)), (ping, &speak(message))]);
+        assert_eq!(redis.activity(), "replies outstanding", "RESP{protocol}");
+        redis.server_sent(pong);
+        assert_eq!(redis.activity(), "a subscription open", "RESP{protocol}");
+        redis.client_sent(b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n");
+        redis.server_sent(&speak(unsubscribed));
+        assert!(redis.at_rest(), "RESP{protocol}: {redis:?}");
+    }
 }
 
 #[test]
@@ -118,7 +130,7 @@ fn client_reply_off_and_an_unknowable_unsubscribe_never_rest() {
     let subscribed = b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n\
         >3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n";
     let mut redis = after(&[(subscribe, subscribed)]);
-    assert!(redis.at_rest());
+    assert_eq!(redis.activity(), "a subscription open");
     // Pipelined: the argument-less UNSUBSCRIBE is counted before `a` is gone.
     redis.client_sent(b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n*1\r\n$11\r\nUNSUBSCRIBE\r\n");
     redis.server_sent(b">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n");
