@@ -1,11 +1,14 @@
 //! Graceful stop: SIGTERM turns readiness off, keeps accepting during `shutdown_delay`, stops
-//! accepting, lets open connections finish within `drain` (byte-exact), closes the rest
-//! when the grace period ends, and exits 0.
+//! accepting, closes each connection once its request in flight is answered (byte-exact) and
+//! idle ones at once, cuts what is still busy when the `drain` budget ends, and exits 0.
+//! drain_safe_points.rs covers each protocol's safe points.
 
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
 
 use crate::support::clients::resp::{encode, payload, Reply, Resp};
 use crate::support::clients::tls::ClientOpts;
@@ -18,12 +21,28 @@ use crate::support::*;
 const FOREVER: Duration = Duration::from_secs(3600);
 /// A grace period that runs out while the test waits.
 const SHORT: Duration = Duration::from_millis(300);
+/// What the process logs when the drain budget ends with connections still open.
+const BUDGET_OVER: &str = "drain period over; cutting the connections still busy";
+/// The start of a command: the connection is busy until the drain budget cuts it.
+const PARTIAL: &[u8] = b"*1\r\n$4\r\nPI";
 
 /// The single `closed` line of `proc`'s log.
 fn closed_line(proc: &Process) -> Line {
     let lines = proc.wait_lines("closed", 1);
     assert_eq!(lines.len(), 1, "{lines:?}");
     lines[0].clone()
+}
+
+/// A client through `tunnel` in the middle of a command: PARTIAL has reached Redis, so
+/// every hop before it has seen the command begin.
+async fn busy_client(tunnel: SocketAddr, redis: &RedisServer) -> Resp<TcpStream> {
+    let mut busy = Resp::connect(tunnel).await.unwrap();
+    busy.ping().await;
+    busy.write(PARTIAL).await.unwrap();
+    wait_for("the partial command in redis", || {
+        (redis.partial_commands() == 1).then_some(())
+    });
+    busy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,26 +74,27 @@ async fn sigterm_lets_an_in_flight_transfer_finish_byte_exact() {
         other => panic!("expected the gateway-unreachable error, got {other:?}"),
     }
 
-    // The transfer in flight completes, and every byte arrived.
+    // The transfer in flight completes, every byte arrived, and then the connection closes.
     c.write(&set[half..]).await.unwrap();
     assert_eq!(c.read_reply().await.unwrap(), Reply::Status("OK".into()));
-    match c.cmd(&[b"GET", b"big"]).await.unwrap() {
-        Reply::Bulk(Some(got)) => {
-            assert_eq!(got.len(), value.len());
-            assert_eq!(Sha256::digest(&got), Sha256::digest(&value));
-        }
-        other => panic!("GET: {other:?}"),
-    }
     let (sent, received) = (c.sent, c.received);
-    c.close().await.unwrap();
+    let end = c.read_reply().await.unwrap_err();
+    assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg("big")
+        .query(&mut redis.direct())
+        .unwrap();
+    assert_eq!(stored.len(), value.len());
+    assert_eq!(Sha256::digest(&stored), Sha256::digest(&value));
 
     // It exits once the last connection has ended, long before the drain period would.
     assert_eq!(gw.wait_exit().code(), Some(0), "{}", gw.log_text());
-    assert!(gw.lines("drain period over; closing the rest").is_empty());
+    assert!(gw.lines(BUDGET_OVER).is_empty());
     let line = closed_line(&gw);
     line.assert_field("bytes_from_client", &sent.to_string());
     line.assert_field("bytes_from_backend", &received.to_string());
-    line.assert_field("closed_by", "client");
+    line.assert_field("closed_by", "local");
+    line.assert_field("why", "drained at rest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,11 +124,10 @@ async fn shutdown_delay_keeps_accepting_while_readiness_is_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_period_over_closes_idle_gateway_connections_and_exits_zero() {
+async fn drain_period_over_cuts_busy_gateway_connections_and_exits_zero() {
     let (pki, redis) = (Pki::new(), RedisServer::start());
     let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = SHORT, |_| {});
-    let mut idle = Resp::connect(sc.addr("redis")).await.unwrap();
-    idle.ping().await;
+    let mut busy = busy_client(sc.addr("redis"), &redis).await;
 
     let stopped = Instant::now();
     assert_eq!(gw.stop(libc::SIGTERM).code(), Some(0), "{}", gw.log_text());
@@ -117,45 +136,50 @@ async fn drain_period_over_closes_idle_gateway_connections_and_exits_zero() {
         took >= SHORT,
         "exited after {took:?}, before the drain period"
     );
-    let over = gw.lines("drain period over; closing the rest");
+    let over = gw.lines(BUDGET_OVER);
     assert_eq!(over.len(), 1, "{}", gw.log_text());
     over[0].assert_field("open", "1");
-    // The idle client's connection was closed, not left hanging.
-    let end = idle.read_reply().await.unwrap_err();
+    // The busy client's connection was closed, not left hanging.
+    let end = busy.read_reply().await.unwrap_err();
     assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
     let line = closed_line(&gw);
     line.assert_field("closed_by", "local");
-    let why = line.field("why").unwrap_or_default();
-    assert!(why.contains("drain"), "why names the drain: {}", line.raw);
+    line.assert_field(
+        "why",
+        "drain budget over; cut while busy: a partial command",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_period_over_closes_idle_sidecar_connections_and_exits_zero() {
+async fn drain_period_over_cuts_busy_sidecar_connections_and_exits_zero() {
     let (pki, redis) = (Pki::new(), RedisServer::start());
     let (gw, mut sc) = redis_chain(&pki, &redis, |_| {}, |s| s.timeouts.drain = SHORT);
     let tunnel = sc.addr("redis");
-    let mut idle = Resp::connect(tunnel).await.unwrap();
-    idle.ping().await;
+    let mut busy = busy_client(tunnel, &redis).await;
 
     let stopped = Instant::now();
     assert_eq!(sc.stop(libc::SIGTERM).code(), Some(0), "{}", sc.log_text());
     assert!(stopped.elapsed() >= SHORT);
-    let end = idle.read_reply().await.unwrap_err();
+    let end = busy.read_reply().await.unwrap_err();
     assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
     assert_not_listening(tunnel).await;
     let line = closed_line(&sc);
     line.assert_field("closed_by", "local");
+    line.assert_field(
+        "why",
+        "drain budget over; cut while busy: a partial command",
+    );
     // The gateway saw its client (the sidecar) close the connection.
     let line = closed_line(&gw);
     line.assert_field("closed_by", "client");
 }
 
-/// Connections still waiting for their first bytes are closed when the drain period ends
-/// too: each leaves its `refused` line before the process says `stopped`.
+/// Connections still waiting for their first bytes are closed as soon as the drain starts,
+/// not when its budget ends: each leaves its `refused` line (reason `drained`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_period_over_also_ends_connections_that_never_sent_a_byte() {
+async fn drain_closes_connections_that_never_sent_a_byte_at_once() {
     let (pki, redis) = (Pki::new(), RedisServer::start());
-    let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = SHORT, |_| {});
+    let (mut gw, sc) = redis_chain(&pki, &redis, |g| g.timeouts.drain = FOREVER, |_| {});
     // A worker connection opened through the sidecar but not used yet (the sidecar takes
     // no gateway connection before its first bytes), and a direct TLS client that finished
     // its handshake and is silent.
@@ -168,15 +192,12 @@ async fn drain_period_over_also_ends_connections_that_never_sent_a_byte() {
         m.count("snigate_connections_open", &[("route", "redis")]) == 1.0
     });
 
+    // An exit at all proves it: the budget would outlast the wait.
     assert_eq!(gw.stop(libc::SIGTERM).code(), Some(0), "{}", gw.log_text());
-    let log = gw.log();
-    let at = |message: &str| log.iter().position(|l| l.is(message));
-    let over = at("drain period over; closing the rest").expect("no drain period over");
-    let stopped = at("stopped").expect("no stopped");
-    let ended = log[over..stopped]
-        .iter()
-        .filter(|l| l.is("refused") && l.has("reason", "silent"));
-    let why = "not closed when the drain period ended";
-    assert_eq!(ended.count(), 1, "{why}:\n{}", gw.log_text());
+    assert!(gw.lines(BUDGET_OVER).is_empty(), "{}", gw.log_text());
+    let refused = gw.lines("refused");
+    assert_eq!(refused.len(), 1, "{}", gw.log_text());
+    refused[0].assert_field("reason", "drained");
+    refused[0].assert_field("side", "local");
     drop((unused, silent));
 }

@@ -1,7 +1,7 @@
 //! Ready-made topologies. `Guarded`: a gateway in front of real backends whose connection
 //! counters every refusal must leave unchanged, and good clients that must still get through
-//! afterwards. `redis_chain`: sidecar → gateway → redis-server. And what every stop test
-//! checks.
+//! afterwards. `chain`: sidecar → gateway → one backend (`redis_chain`, `postgres_chain`).
+//! And what every stop test checks.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use super::clients::postgres::{psql, verify_full};
 use super::clients::resp::Resp;
 use super::clients::tls::{resp_line, ClientOpts};
-use super::config::{allow, gateway, redis_gateway, redis_sidecar, worker_route};
+use super::config::{allow, gateway, route, sidecar, tunnel, worker_route};
 use super::launch::{Gateway, Sidecar};
 use super::logs::{assert_one_line_per_connection, assert_sanitised, with_message, Line};
 use super::process::texts;
@@ -164,17 +164,46 @@ pub fn redis_chain(
     gw: impl FnOnce(&mut GatewayConfig),
     sc: impl FnOnce(&mut SidecarConfig),
 ) -> (Gateway, Sidecar) {
-    let mut config = redis_gateway(pki, redis.addr());
+    let redis = route("redis", REDIS_SNI, Protocol::Redis, redis.addr());
+    chain(pki, redis, gw, sc)
+}
+
+/// Sidecar tunnel `postgres` → gateway route `postgres` → `pg`, like `redis_chain`.
+pub fn postgres_chain(
+    pki: &Pki,
+    pg: &Postgres,
+    gw: impl FnOnce(&mut GatewayConfig),
+    sc: impl FnOnce(&mut SidecarConfig),
+) -> (Gateway, Sidecar) {
+    let postgres = route("postgres", PG_SNI, Protocol::Postgres, pg.addr());
+    chain(pki, postgres, gw, sc)
+}
+
+/// Sidecar tunnel → gateway with the one route `route` (the tunnel has its name, protocol
+/// and first server name); the tweaks change the configs before each start.
+pub fn chain(
+    pki: &Pki,
+    route: RouteConfig,
+    gw: impl FnOnce(&mut GatewayConfig),
+    sc: impl FnOnce(&mut SidecarConfig),
+) -> (Gateway, Sidecar) {
+    let (name, protocol, sni) = (
+        route.name.clone(),
+        route.protocol,
+        route.server_names[0].clone(),
+    );
+    let mut config = gateway(pki, vec![route]);
     gw(&mut config);
     let gw = Gateway::start(&config);
-    let mut config = redis_sidecar(pki, gw.addr);
+    let mut config = sidecar(pki, vec![tunnel(&name, protocol, gw.addr, &sni)]);
     sc(&mut config);
     (gw, Sidecar::start(&config))
 }
 
 /// After SIGTERM to a process with `timeouts.shutdown_delay` = `delay`: readiness turns off
 /// at once, a connection made then (by `connect`) is still served, listening on `addr` stops
-/// only once the delay is over, and that connection is drained before a clean exit.
+/// only once the delay is over, and the drain then closes that connection, idle, at once
+/// (well before any drain budget) before a clean exit.
 pub async fn assert_shutdown_delay<S, F>(
     proc: &mut Process,
     addr: SocketAddr,
@@ -201,8 +230,8 @@ pub async fn assert_shutdown_delay<S, F>(
         "stopped accepting after {waited:?}, before {delay:?}"
     );
     assert_not_listening(addr).await;
-    during.ping().await;
-    during.close().await.unwrap();
+    let end = during.read_reply().await.unwrap_err();
+    assert_eq!(end.kind(), ErrorKind::UnexpectedEof, "{end}");
     assert_eq!(proc.wait_exit().code(), Some(0), "{}", proc.log_text());
 }
 

@@ -11,7 +11,7 @@
 //!   mounted Kubernetes Secret.
 //! - `servers` — redis-server and PostgreSQL on free ports.
 //! - `clients` — TLS and RESP clients, PostgreSQL and command-line clients, raw ClientHellos.
-//! - `fixtures` — ready-made topologies: a guarded gateway, a Redis chain.
+//! - `fixtures` — ready-made topologies: a guarded gateway, a sidecar → gateway chain.
 //! - `process` — child processes that are always reaped, commands with deadlines, `/proc`.
 //!
 //! Every process started here is owned by a guard whose `Drop` kills it, and every file

@@ -94,6 +94,19 @@ impl RedisServer {
     pub fn blocked_clients(&self) -> u64 {
         self.info_field("clients", "blocked_clients")
     }
+
+    /// Clients whose query buffer holds the start of a command not yet whole (`qbuf` > 0 in
+    /// `CLIENT LIST`, the admin connection's own `CLIENT LIST` left out): proof that a
+    /// partial command went through every hop before it.
+    pub fn partial_commands(&self) -> usize {
+        let mut admin = self.admin.lock().unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut *admin)
+            .expect("CLIENT LIST");
+        let partial = |l: &&str| !l.contains(" cmd=client|list ") && !l.contains(" qbuf=0 ");
+        list.lines().filter(partial).count()
+    }
 }
 
 fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
