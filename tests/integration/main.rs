@@ -11,6 +11,7 @@ mod cli;
 mod config_check;
 mod connect;
 mod drain;
+mod drain_safe_points;
 mod examples;
 mod identity;
 mod lifecycle;
