@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod backend_down;
+mod backend_restart;
 mod cli;
 mod config_check;
 mod connect;

@@ -8,7 +8,8 @@ use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct Postgres {
     guard: ChildGuard,
     pub dir: TempDir,
     pub port: u16,
+    /// Whether pg_ctl was used, so a postmaster that is not the guard's child may run.
+    by_pg_ctl: AtomicBool,
 }
 
 /// `$SNIGATE_PG_BINDIR/<tool>` (set by scripts/test.sh), else the newest installed
@@ -151,6 +154,7 @@ impl Postgres {
             guard: ChildGuard::new(child, libc::SIGQUIT),
             dir,
             port,
+            by_pg_ctl: AtomicBool::new(false),
         };
         if pg.wait_ready() {
             return Ok(pg);
@@ -178,6 +182,15 @@ impl Postgres {
             let answer = texts(&run(&mut cmd, CMD)).0;
             Some(answer.trim() == data)
         })
+    }
+
+    /// `pg_ctl -D <data> ARGS` as the cluster's user, e.g. a fast restart. A postmaster that
+    /// pg_ctl starts is not the guard's child: it is stopped with pg_ctl when this is dropped.
+    pub fn pg_ctl(&self, args: &[&str]) -> Output {
+        self.by_pg_ctl.store(true, Ordering::Relaxed);
+        let mut cmd = Command::new(pg_bin("pg_ctl"));
+        cmd.arg("-D").arg(self.dir.path().join("data")).args(args);
+        run(as_pg_user(&mut cmd), CMD)
     }
 
     /// `127.0.0.1:<port>`, for a route's backend.
@@ -231,5 +244,13 @@ impl Postgres {
         wait_for(&format!("{n} sessions running {query}"), || {
             (self.psql(&sql) == n.to_string()).then_some(())
         });
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if *self.by_pg_ctl.get_mut() {
+            self.pg_ctl(&["stop", "-m", "immediate"]);
+        }
     }
 }

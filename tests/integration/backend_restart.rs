@@ -3,44 +3,42 @@
 //! "starting up" or "shutting down") or before Redis listens waits and is served; a backend
 //! down for longer than the budget gets the native error after about that long.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::pki::{PG_SNI, REDIS_SNI};
-use support::resp::{Reply, Resp};
-use support::*;
+use snigate::config::Timeouts;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-/// Stops, when dropped, a postmaster that pg_ctl started (not the test's child).
-struct StopsPostgres<'a>(&'a Postgres);
+use crate::support::clients::postgres::{connect_local, local};
+use crate::support::clients::resp::{encode, Reply, Resp};
+use crate::support::fixtures::{chain, postgres_chain};
+use crate::support::logs::Line;
+use crate::support::sockets::DeadPort;
+use crate::support::*;
 
-impl Drop for StopsPostgres<'_> {
-    fn drop(&mut self) {
-        self.0.pg_ctl(&["stop", "-m", "immediate"]);
-    }
+/// What the gateway logs once for each client it keeps waiting.
+const WAITED: &str = "backend unavailable; retrying";
+
+/// sidecar → gateway → `pg`, the gateway retrying for the product's default budget.
+fn retrying_chain(pki: &Pki, pg: &Postgres) -> (Gateway, Sidecar) {
+    postgres_chain(pki, pg, |g| g.timeouts.retry = default_retry(), |_| {})
 }
 
-fn postgres_chain(pki: &Pki, pg: &Postgres, opts: &Opts) -> (Gateway, Sidecar) {
-    let backend = format!("127.0.0.1:{}", pg.port);
-    let gw = Gateway::start_with(
-        pki,
-        &[Route::new("postgres", PG_SNI, "postgres", backend)],
-        opts,
-    );
-    let tunnel = Tunnel::new("postgres", "postgres", gw.addr, PG_SNI);
-    let sc = Sidecar::start(pki, &[tunnel]);
-    (gw, sc)
+fn default_retry() -> Duration {
+    Timeouts::default().retry
+}
+
+/// A `WAITED` line whose error mentions `error`.
+fn waited_for(error: &'static str) -> impl Fn(&Line) -> bool {
+    move |l| l.is(WAITED) && l.field("error").is_some_and(|e| e.contains(error))
 }
 
 /// A client through the sidecar: connects, asks, returns the answer. A session that was up
 /// when the fast shutdown began is ended by PostgreSQL itself (57P01): no proxy can save it.
 async fn served(port: u16) -> Result<String, String> {
-    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-    let (client, conn) = tokio_postgres::connect(&conninfo, NoTls)
+    let (client, conn) = tokio_postgres::connect(&local(port), NoTls)
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
     tokio::spawn(conn);
@@ -55,7 +53,7 @@ async fn served(port: u16) -> Result<String, String> {
 
 /// Connections the gateway opened to `route`'s backend that took longer than `le` seconds.
 fn connects_slower_than(gw: &Gateway, route: &str, le: &str) -> f64 {
-    let m = gw.proc.metrics();
+    let m = gw.metrics();
     let all = m.get("snigate_connect_seconds_count", &[("route", route)]);
     all - m.get(
         "snigate_connect_seconds_bucket",
@@ -63,13 +61,10 @@ fn connects_slower_than(gw: &Gateway, route: &str, le: &str) -> f64 {
     )
 }
 
-const WAITED: &str = "backend unavailable; retrying";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_connecting_through_a_postgres_fast_restart_wait_and_are_served() {
     let (pki, pg) = (Pki::new(), Postgres::start());
-    let (gw, sc) = postgres_chain(&pki, &pg, &Opts::new().admin());
-    let _stop = StopsPostgres(&pg);
+    let (gw, sc) = retrying_chain(&pki, &pg);
     let port = sc.port("postgres");
     let stop = Arc::new(AtomicBool::new(false));
     // Clients keep connecting, one after another on two connections, through the restarts.
@@ -92,10 +87,10 @@ async fn clients_connecting_through_a_postgres_fast_restart_wait_and_are_served(
     let log = log.to_str().unwrap();
     // A restart of an idle cluster is quick: restart until a client has met the gap.
     for _ in 0..10 {
-        let restarted =
-            tokio::task::block_in_place(|| pg.pg_ctl(&["restart", "-m", "fast", "-w", "-l", log]));
+        let restart = || pg.pg_ctl(&["restart", "-m", "fast", "-w", "-l", log]);
+        let restarted = tokio::task::block_in_place(restart);
         assert!(restarted.status.success(), "{:?}", texts(&restarted));
-        if gw.proc.count_lines(&[WAITED]) > 0 {
+        if !gw.lines(WAITED).is_empty() {
             break;
         }
     }
@@ -105,25 +100,21 @@ async fn clients_connecting_through_a_postgres_fast_restart_wait_and_are_served(
         assert_eq!(failures, Vec::<String>::new());
         assert!(served_count > 0);
     }
-    assert!(
-        gw.proc.count_lines(&[WAITED]) > 0,
-        "no client met a restart: the test proved nothing\n{}",
-        gw.proc.log()
-    );
+    let waited = gw.lines(WAITED);
+    let why = "no client met a restart: the test proved nothing";
+    assert!(!waited.is_empty(), "{why}\n{}", gw.log_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_refused_while_postgres_shuts_down_is_retried_until_it_is_back() {
     let (pki, pg) = (Pki::new(), Postgres::start());
-    let (gw, sc) = postgres_chain(&pki, &pg, &Opts::new().admin());
-    let _stop = StopsPostgres(&pg);
+    let (gw, sc) = retrying_chain(&pki, &pg);
     // A smart shutdown waits for this session, refusing new ones with 57P03 meanwhile.
-    let session = pg.client().await;
+    let session = connect_local(pg.port).await;
     let stopping = pg.pg_ctl(&["stop", "-m", "smart", "-W"]);
     assert!(stopping.status.success(), "{:?}", texts(&stopping));
-    let port = sc.port("postgres");
-    let client = tokio::spawn(served(port));
-    gw.proc.wait_lines(&[WAITED, "57P03"], 1);
+    let client = tokio::spawn(served(sc.port("postgres")));
+    gw.wait_line("the client kept waiting on 57P03", waited_for("57P03"));
     assert!(!client.is_finished(), "the client did not wait");
 
     drop(session);
@@ -136,53 +127,42 @@ async fn a_session_refused_while_postgres_shuts_down_is_retried_until_it_is_back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_client_waits_for_a_backend_that_starts_listening() {
-    let (pki, port) = (Pki::new(), free_port());
-    let route = Route::new("redis", REDIS_SNI, "redis", loopback(port));
-    let gw = Gateway::start_with(&pki, &[route], &Opts::new().admin());
-    let sc = Sidecar::start(&pki, &[Tunnel::new("redis", "redis", gw.addr, REDIS_SNI)]);
-    let mut client = Resp::connect(loopback(sc.port("redis"))).await.unwrap();
-    client
-        .write(&support::resp::encode(&[b"PING"]))
-        .await
-        .unwrap();
-    gw.proc.wait_lines(&[WAITED, "refused"], 1);
-    let redis = tokio::task::spawn_blocking(move || RedisServer::start_on(port));
-    assert_eq!(
-        client.read_reply().await.unwrap(),
-        Reply::Status("PONG".into())
-    );
-    drop(redis.await.unwrap());
+    let pki = Pki::new();
+    let nothing = DeadPort::new();
+    let redis = route("redis", REDIS_SNI, Protocol::Redis, nothing.addr);
+    let (gw, sc) = chain(&pki, redis, |g| g.timeouts.retry = default_retry(), |_| {});
+    let mut client = Resp::connect(sc.addr("redis")).await.unwrap();
+    client.write(&encode(&[b"PING"])).await.unwrap();
+    gw.wait_line("the client kept waiting", waited_for("refused"));
+    let _redis = RedisServer::start_on(nothing.release().port());
+    let pong = client.read_reply().await.unwrap();
+    assert_eq!(pong, Reply::Status("PONG".into()));
     assert_eq!(connects_slower_than(&gw, "redis", "0.008"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_down_longer_than_the_retry_budget_gets_the_native_error_after_it() {
-    let (pki, dead) = (Pki::new(), free_port());
+    let pki = Pki::new();
+    let nothing = DeadPort::new();
+    let dead = nothing.addr;
     let budget = Duration::from_secs(3);
-    let opts = Opts::new().timeout("retry", "3s");
-    let route = Route::new("redis", REDIS_SNI, "redis", loopback(dead));
-    let gw = Gateway::start_with(&pki, &[route], &opts);
-    let sc = Sidecar::start(&pki, &[Tunnel::new("redis", "redis", gw.addr, REDIS_SNI)]);
-    let mut client = Resp::connect(loopback(sc.port("redis"))).await.unwrap();
+    let redis = route("redis", REDIS_SNI, Protocol::Redis, dead);
+    let (_gw, sc) = chain(&pki, redis, |g| g.timeouts.retry = budget, |_| {});
+    let mut client = Resp::connect(sc.addr("redis")).await.unwrap();
     let asked = Instant::now();
     let reply = client.cmd(&[b"PING"]).await.unwrap();
     let waited = asked.elapsed();
     let Reply::Error(error) = reply else {
         panic!("expected the native error, got {reply:?}");
     };
-    let prefix = format!("LOADING snigate: redis: backend 127.0.0.1:{dead} unreachable: ");
+    let prefix = format!("LOADING snigate: redis: backend {dead} unreachable: ");
     assert!(error.starts_with(&prefix), "{error}");
-    assert!(
-        error.contains(" (tried for 2.") || error.contains(" (tried for 3."),
-        "{error}"
-    );
+    let tried = error.contains(" (tried for 2.") || error.contains(" (tried for 3.");
+    assert!(tried, "{error}");
     // Pauses up to 1 s: the last attempt comes within a second of the budget's end.
+    let about_the_budget = budget - Duration::from_secs(1)..budget + Duration::from_secs(5);
     assert!(
-        waited >= budget - Duration::from_secs(1),
-        "answered after {waited:?}"
-    );
-    assert!(
-        waited < budget + Duration::from_secs(5),
+        about_the_budget.contains(&waited),
         "answered after {waited:?}"
     );
 }
