@@ -1,5 +1,6 @@
 //! When the far side is down or untrusted, real clients get a native error naming what
-//! happened (never a bare close).
+//! happened (never a bare close). The harness's configs make one attempt (`timeouts.retry`
+//! 0), so the error comes at once; backend_restart.rs covers the retry.
 
 use std::net::SocketAddr;
 
