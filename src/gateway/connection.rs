@@ -85,13 +85,15 @@ async fn serve_route(
     if sidecar && !started_by_sidecar(gateway, route, &mut tls, serving).await? {
         return Ok(());
     }
+    // Authorized before admitted: a client the route does not allow never takes one of its
+    // places, not even while it is told so.
+    if let Err(refusal) = authorize(route, identity.as_ref()) {
+        return Err(refuse(route, &mut tls, &[], refusal, deadline).await);
+    }
     let _route_slot = match route.admit() {
         Ok(slot) => slot,
         Err(refusal) => return Err(refuse(route, &mut tls, &[], refusal, deadline).await),
     };
-    if let Err(refusal) = authorize(route, identity.as_ref()) {
-        return Err(refuse(route, &mut tls, &[], refusal, deadline).await);
-    }
     let first_bytes = tokio::select! {
         greeting = greeting(route, &mut tls) => greeting,
         _ = serving.force.cancelled() => None,
