@@ -17,7 +17,7 @@ use crate::config::Protocol;
 use crate::dial::dial;
 use crate::listener::Accepted;
 use crate::login::{self, Backend, LoggedIn, Target};
-use crate::metrics::{Metrics, OpenGuard};
+use crate::metrics::Metrics;
 use crate::protocol::snigate;
 use crate::relay::relay;
 use crate::shutdown::Serving;
@@ -64,7 +64,7 @@ async fn serve(
         .map_err(|_| Refusal::HandshakeTimeout(deadline))
         .and_then(|accepted| accepted)
         .map_err(|refusal| (None, refusal))?;
-    let _open = OpenGuard::new(&gateway.metrics, &route.name);
+    gateway.metrics.record_accepted(&route.name);
     serve_route(gateway, snapshot, &route, tls, started, serving)
         .await
         .map_err(|refusal| (Some(route.name.clone()), refusal))
@@ -90,8 +90,9 @@ async fn serve_route(
     if let Err(refusal) = authorize(route, identity.as_ref()) {
         return Err(refuse(route, &mut tls, &[], refusal, deadline).await);
     }
-    let _route_slot = match route.admit() {
-        Ok(slot) => slot,
+    // Open (`connections_open`) from here until the connection ends.
+    let _place = match route.admit() {
+        Ok(place) => place,
         Err(refusal) => return Err(refuse(route, &mut tls, &[], refusal, deadline).await),
     };
     let first_bytes = tokio::select! {

@@ -202,6 +202,7 @@ impl Snapshot {
                 &config.routes,
                 |protocol| tls.route_configs(protocol),
                 logins,
+                &metrics.open,
             ),
             config,
             files,
