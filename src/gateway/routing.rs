@@ -157,6 +157,19 @@ mod tests {
         t.lookup(Some("pg.example.test")).unwrap()
     }
 
+    /// `n` places on route `p`, which must all be admitted.
+    fn places(t: &RouteTable, n: usize) -> Vec<Raised> {
+        (0..n).map(|_| pg(t).admit().unwrap()).collect()
+    }
+
+    fn assert_full(t: &RouteTable, max: usize) {
+        match pg(t).admit() {
+            Err(Refusal::RouteFull(m)) => assert_eq!(m, max),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("admitted past {max}"),
+        }
+    }
+
     fn open_on(open: &Family<RouteLabel, Gauge>, route: &str) -> i64 {
         open.get_or_create(&Metrics::route(route)).get()
     }
@@ -174,7 +187,7 @@ mod tests {
         let open = Family::default();
         let t = table_of(&open, Some(1));
         let first = pg(&t).admit().unwrap();
-        assert!(matches!(pg(&t).admit(), Err(Refusal::RouteFull(1))));
+        assert_full(&t, 1);
         assert_eq!(
             open_on(&open, "p"),
             1,
@@ -190,37 +203,27 @@ mod tests {
         assert_eq!(open_on(&open, "r"), 0);
     }
 
-    /// A reload builds a new table: the connections admitted by the old one still count.
+    /// A reload builds a new table: the connections admitted by the old one still count, and
+    /// the limit of the newest config decides for new ones.
     #[test]
     fn a_new_table_keeps_counting_the_connections_already_open() {
         let open = Family::default();
         let before = table_of(&open, Some(2));
-        let held = [pg(&before).admit().unwrap(), pg(&before).admit().unwrap()];
-        let after = table_of(&open, Some(2));
-        assert!(matches!(pg(&after).admit(), Err(Refusal::RouteFull(2))));
+        let mut held = places(&before, 2);
+        let same = table_of(&open, Some(2));
+        assert_full(&same, 2);
         drop(before);
-        let [first, _second] = held;
-        drop(first);
-        let _third = pg(&after).admit().unwrap();
-        assert!(matches!(pg(&after).admit(), Err(Refusal::RouteFull(2))));
-        assert_eq!(open_on(&open, "p"), 2);
-    }
-
-    /// The limit of the newest config decides for new connections; those open keep counting.
-    #[test]
-    fn a_changed_limit_applies_to_new_connections() {
-        let open = Family::default();
-        let three = table_of(&open, Some(3));
-        let mut held: Vec<Raised> = (0..3).map(|_| pg(&three).admit().unwrap()).collect();
-        let one = table_of(&open, Some(1));
         held.pop();
-        assert!(matches!(pg(&one).admit(), Err(Refusal::RouteFull(1))));
+        held.extend(places(&same, 1));
+        assert_full(&same, 2);
+        let lower = table_of(&open, Some(1));
+        assert_full(&lower, 1);
         held.pop();
-        assert!(matches!(pg(&one).admit(), Err(Refusal::RouteFull(1))));
-        let four = table_of(&open, Some(4));
-        held.extend((0..3).map(|_| pg(&four).admit().unwrap()));
-        assert!(matches!(pg(&four).admit(), Err(Refusal::RouteFull(4))));
-        assert_eq!(open_on(&open, "p"), 4);
+        assert_full(&lower, 1);
+        let higher = table_of(&open, Some(3));
+        held.extend(places(&higher, 2));
+        assert_full(&higher, 3);
+        assert_eq!(open_on(&open, "p"), 3);
     }
 
     /// Admission is one atomic step: four threads racing for two places never hold more.
@@ -252,7 +255,7 @@ mod tests {
         let without = table_of(&open, None);
         assert!(without.named("p").is_none());
         let again = table_of(&open, Some(1));
-        assert!(matches!(pg(&again).admit(), Err(Refusal::RouteFull(1))));
+        assert_full(&again, 1);
         drop(held);
         assert!(pg(&again).admit().is_ok());
     }
