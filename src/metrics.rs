@@ -3,7 +3,7 @@
 //! Everything is recorded per connection or per event, never per byte read, so the data path
 //! pays nothing for it.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +89,10 @@ type Histograms = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 /// Every metric of the process, registered under the `snigate_` prefix.
 pub struct Metrics {
-    /// Connections being served now.
+    /// Connections open now. On the gateway, those admitted to their route: the count
+    /// `max_connections` admits against (`Route::admit`). Never cleared, so that the
+    /// connections still open keep counting across reloads, even on a route removed and
+    /// added again.
     pub open: Family<RouteLabel, Gauge>,
     /// Connections that reached a route or tunnel.
     pub accepted: Family<RouteLabel, Counter>,
@@ -192,7 +195,7 @@ impl Metrics {
         let r = &mut registry;
         r.register(
             "connections_open",
-            "Connections being relayed",
+            "Open connections admitted to a route or tunnel",
             m.open.clone(),
         );
         r.register(
@@ -293,6 +296,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a connection that reached route or tunnel `route`.
+    pub fn record_accepted(&self, route: &str) {
+        self.accepted.get_or_create(&Self::route(route)).inc();
+    }
+
     /// Counts a finished relay: bytes each way and how long it lasted.
     pub fn record_relayed(
         &self,
@@ -351,10 +359,9 @@ pub struct OpenGuard {
 impl OpenGuard {
     /// Counts the connection as accepted and open until dropped.
     pub fn new(metrics: &Metrics, route: &str) -> OpenGuard {
-        let label = Metrics::route(route);
-        metrics.accepted.get_or_create(&label).inc();
+        metrics.record_accepted(route);
         OpenGuard {
-            _open: Raised::new(&metrics.open, &label),
+            _open: Raised::new(&metrics.open, &Metrics::route(route)),
         }
     }
 }
@@ -368,6 +375,18 @@ impl Raised {
         let gauge = family.get_or_create(label).clone();
         gauge.inc();
         Raised(gauge)
+    }
+
+    /// Raises `gauge` unless it is already at `max`, as one atomic step: connections
+    /// admitted at the same moment cannot together pass `max`. `None` when it is full.
+    pub fn below(gauge: &Gauge, max: usize) -> Option<Raised> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let raise = |n: i64| (n < max).then_some(n + 1);
+        // Relaxed: the count guards no other data.
+        let raised = gauge
+            .inner()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, raise);
+        raised.ok().map(|_| Raised(gauge.clone()))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::config::Protocol;
 use crate::conversation::Conversation;
 use crate::listener::Accepted;
 use crate::login::{self, Backend, LoggedIn, Target};
-use crate::metrics::{Metrics, OpenGuard};
+use crate::metrics::Metrics;
 use crate::protocol::snigate;
 use crate::relay::relay;
 use crate::shutdown::Serving;
@@ -65,7 +65,7 @@ async fn serve(
         .map_err(|_| Refusal::HandshakeTimeout(deadline))
         .and_then(|accepted| accepted)
         .map_err(|refusal| (None, refusal))?;
-    let _open = OpenGuard::new(&gateway.metrics, &route.name);
+    gateway.metrics.record_accepted(&route.name);
     serve_route(gateway, snapshot, &route, tls, started, serving)
         .await
         .map_err(|refusal| (Some(route.name.clone()), refusal))
@@ -86,13 +86,16 @@ async fn serve_route(
     if sidecar && !started_by_sidecar(gateway, route, &mut tls, serving).await? {
         return Ok(());
     }
-    let _route_slot = match route.admit() {
-        Ok(slot) => slot,
-        Err(refusal) => return Err(refuse(route, &mut tls, &[], refusal, deadline).await),
-    };
+    // Authorized before admitted: a client the route does not allow never takes one of its
+    // places, not even while it is told so.
     if let Err(refusal) = authorize(route, identity.as_ref()) {
         return Err(refuse(route, &mut tls, &[], refusal, deadline).await);
     }
+    // Open (`connections_open`) from here until the connection ends.
+    let _place = match route.admit() {
+        Ok(place) => place,
+        Err(refusal) => return Err(refuse(route, &mut tls, &[], refusal, deadline).await),
+    };
     let first_bytes = tokio::select! {
         greeting = greeting(route, &mut tls) => greeting,
         // Nothing was forwarded yet: the drain closes it at once.

@@ -203,6 +203,7 @@ impl Snapshot {
                 &config.routes,
                 |protocol| tls.route_configs(protocol),
                 logins,
+                &metrics.open,
             ),
             config,
             files,

@@ -28,6 +28,7 @@ mod proxy_wan;
 mod redis_tunnel;
 mod refusals;
 mod reload;
+mod route_limit;
 mod routing;
 mod secrets;
 mod sidecar_tls;
