@@ -13,6 +13,8 @@ The settings are the ones the README recommends for workers behind snigate: retr
 forever, retry result writes (result_backend_always_retry), ping pooled database connections
 before use and recycle them below the router's tunnel timeout. The 15 s visibility timeout,
 swept every 2 s, brings back a message whose ack was lost in an outage within the run.
+Remote control is off: its Redis subscriber connection is what stalls a worker after a cut
+(see openshift/README.md, "Celery settings"); both fleets run without it.
 """
 import os
 import socket
@@ -40,6 +42,7 @@ app.conf.update(
     broker_connection_retry=True,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
+    worker_enable_remote_control=False,
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
