@@ -1,7 +1,6 @@
 //! Accept loops: bind, accept with backoff when the process runs out of resources, hand each
 //! connection to its task, stop when asked.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +10,6 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Why a tunnel's listening socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -42,17 +40,16 @@ pub struct Accepted {
 /// short enough to pick up again soon after descriptors are freed.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Accepts until `shutdown`. At `limit` open connections it stops accepting, so new clients
-/// wait in the kernel's backlog instead of costing memory here.
-pub async fn serve<H, F>(
+/// Accepts until `shutdown`, handing each connection to `handle` (which starts its task). At
+/// `limit` open connections it stops accepting, so new clients wait in the kernel's backlog
+/// instead of costing memory here.
+pub async fn serve<H>(
     listener: TcpListener,
     shutdown: CancellationToken,
-    tracker: TaskTracker,
     limit: Arc<Semaphore>,
     handle: H,
 ) where
-    H: Fn(Accepted) -> F,
-    F: Future<Output = ()> + Send + 'static,
+    H: Fn(Accepted),
 {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     crate::dial::tune(&listener);
@@ -73,12 +70,12 @@ pub async fn serve<H, F>(
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
                 let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(handle(Accepted {
+                handle(Accepted {
                     id,
                     stream,
                     peer,
                     permit,
-                }));
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, pause = ?backoff, "accept failed; pausing");

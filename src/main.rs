@@ -14,7 +14,7 @@ use snigate::connect::{self, Connect};
 use snigate::gateway::Gateway;
 use snigate::notify;
 use snigate::reload;
-use snigate::shutdown::{self, Serving};
+use snigate::shutdown::{self, Serving, WhileDraining};
 use snigate::sidecar::Sidecar;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -127,7 +127,8 @@ fn run_gateway(file: &Path, check: bool) -> anyhow::Result<()> {
     runtime(config.runtime.threads(cpus))?.block_on(async {
         let listener = bind(file, "listen", config.listen).await?;
         let admin = bind_admin(file, config.admin).await?;
-        let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
+        let serving = Serving::new(config.limits, WhileDraining::StopAccepting);
+        let requested = CancellationToken::new();
         start_common(
             admin,
             &gateway.metrics,
@@ -153,7 +154,8 @@ fn run_sidecar(file: &Path, check: bool) -> anyhow::Result<()> {
     }
     runtime(config.runtime.threads(1))?.block_on(async {
         let admin = bind_admin(file, config.admin).await?;
-        let (serving, requested) = (Serving::new(config.limits), CancellationToken::new());
+        let serving = Serving::new(config.limits, WhileDraining::KeepAccepting);
+        let requested = CancellationToken::new();
         sidecar
             .start(serving.clone())
             .await
@@ -178,7 +180,8 @@ fn run_connect(flags: Connect) -> anyhow::Result<()> {
     let sidecar = Arc::new(Sidecar::from_config(config, origin).map_err(connect::name_flags)?);
     let timeouts = sidecar.snapshot().config.timeouts;
     runtime(1)?.block_on(async {
-        let (serving, requested) = (Serving::new(Limits::default()), CancellationToken::new());
+        let serving = Serving::new(Limits::default(), WhileDraining::KeepAccepting);
+        let requested = CancellationToken::new();
         sidecar
             .start(serving.clone())
             .await

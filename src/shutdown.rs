@@ -1,19 +1,43 @@
 //! Stopping: SIGTERM, SIGINT or `/quitquitquit` turns readiness off, keeps accepting for the
-//! configured delay, stops accepting and starts the drain: each connection is closed at its
-//! first safe point (its conversation at rest), and whatever is still open when the drain
-//! period ends is cut.
+//! configured delay, then starts the drain: each connection is closed at its first safe point
+//! (its conversation at rest), and whatever is still open when the drain period ends is cut.
+//! The gateway stops accepting as the drain starts (the router has other replicas); the
+//! sidecar keeps accepting until the connections open at that moment are done (see
+//! [`WhileDraining`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
 use crate::config::{Limits, Timeouts};
 use crate::relay::Stops;
+
+/// Whether a role's listeners stay open while its connections drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhileDraining {
+    /// The gateway: readiness is off and the router sends new clients to other replicas.
+    StopAccepting,
+    /// The sidecar: it is the pod's only way out, and a client whose idle connection the drain
+    /// closes needs a new one at once to finish what it was doing. kombu, say, records a
+    /// message it has just popped (BRPOP's reply) in its unacked hash on a second connection:
+    /// refused, that message is lost. Connections accepted during the drain are drained in
+    /// their turn once the listeners close.
+    KeepAccepting,
+}
+
+/// A drain generation: the connections it tracks and the signal that drains them.
+#[derive(Clone, Default)]
+struct Generation {
+    tracker: TaskTracker,
+    drain: CancellationToken,
+}
 
 /// The process-wide controls every accept loop and connection hangs off.
 #[derive(Clone)]
@@ -34,11 +58,14 @@ pub struct Serving {
     pub connections: Arc<Semaphore>,
     /// One permit per TLS handshake in progress.
     pub handshakes: Arc<Semaphore>,
+    /// Connections accepted once the drain has started.
+    late: Generation,
+    while_draining: WhileDraining,
 }
 
 impl Serving {
     /// Fresh controls with the configured limits.
-    pub fn new(limits: Limits) -> Serving {
+    pub fn new(limits: Limits, while_draining: WhileDraining) -> Serving {
         Serving {
             accept: CancellationToken::new(),
             drain: CancellationToken::new(),
@@ -47,7 +74,35 @@ impl Serving {
             listeners: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             handshakes: Arc::new(Semaphore::new(limits.max_handshakes)),
+            late: Generation::default(),
+            while_draining,
         }
+    }
+
+    /// Runs a new connection's task, handing it the controls of its generation: one accepted
+    /// after the drain started is tracked and drained with the late ones.
+    pub fn spawn<T, F>(&self, task: T)
+    where
+        T: FnOnce(Serving) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let serving = if self.drain.is_cancelled() {
+            Serving {
+                tracker: self.late.tracker.clone(),
+                drain: self.late.drain.clone(),
+                ..self.clone()
+            }
+        } else {
+            self.clone()
+        };
+        let tracker = serving.tracker.clone();
+        tracker.spawn(task(serving));
+    }
+
+    async fn stop_accepting(&self) {
+        self.accept.cancel();
+        self.listeners.close();
+        self.listeners.wait().await;
     }
 
     /// The drain's signals, for a relay.
@@ -88,24 +143,42 @@ pub async fn stop_when(
         tracing::info!(delay = ?timeouts.shutdown_delay, "still accepting while the delay runs");
         tokio::time::sleep(timeouts.shutdown_delay).await;
     }
-    serving.accept.cancel();
+    let deadline = Instant::now() + timeouts.drain;
+    let keep_accepting = serving.while_draining == WhileDraining::KeepAccepting;
     serving.drain.cancel();
-    serving.listeners.close();
-    serving.listeners.wait().await;
     serving.tracker.close();
-    let open = serving.tracker.len();
+    let mut done = true;
+    if keep_accepting {
+        let open = serving.tracker.len();
+        tracing::info!(open, grace = ?timeouts.drain, "draining; still accepting until these are done");
+        done = within(deadline, &serving.tracker).await;
+    }
+    serving.stop_accepting().await;
+    serving.late.drain.cancel();
+    serving.late.tracker.close();
+    let open = serving.tracker.len() + serving.late.tracker.len();
     tracing::info!(open, grace = ?timeouts.drain, "no longer accepting; draining");
-    if tokio::time::timeout(timeouts.drain, serving.tracker.wait())
-        .await
-        .is_err()
-    {
+    done = done && within(deadline, &serving.tracker).await;
+    done = done && within(deadline, &serving.late.tracker).await;
+    if !done {
         tracing::warn!(
-            open = serving.tracker.len(),
+            open = serving.tracker.len() + serving.late.tracker.len(),
             "drain period over; cutting the connections still busy"
         );
         serving.force.cancel();
         // Relays end at once when forced; the bound only guards against a stuck peer write.
-        let _ = tokio::time::timeout(Duration::from_secs(5), serving.tracker.wait()).await;
+        let both = async {
+            serving.tracker.wait().await;
+            serving.late.tracker.wait().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), both).await;
     }
     tracing::info!("stopped");
+}
+
+/// Whether every task of `tracker` ended before `deadline`.
+async fn within(deadline: Instant, tracker: &TaskTracker) -> bool {
+    tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_ok()
 }

@@ -101,10 +101,9 @@ impl Gateway {
                     .probe_routes(stop, "login", |m| &m.login_up, logins),
             );
         }
-        let (accept, tracker) = (serving.accept.clone(), serving.tracker.clone());
-        let limit = serving.connections.clone();
-        listener::serve(listener, accept, tracker, limit, move |conn| {
-            connection::handle(self.clone(), conn, serving.clone())
+        let (accept, limit) = (serving.accept.clone(), serving.connections.clone());
+        listener::serve(listener, accept, limit, move |conn| {
+            serving.spawn(|serving| connection::handle(self.clone(), conn, serving))
         })
         .await;
     }

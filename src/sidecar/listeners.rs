@@ -107,9 +107,9 @@ impl Sidecar {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(role = %"sidecar", tunnel = %name, addr = %addr, "listening");
         }
-        let (tracker, limit) = (serving.tracker.clone(), serving.connections.clone());
-        listener::serve(listener, stop, tracker, limit, move |conn| {
-            connection::handle(self.clone(), name.clone(), conn, serving.clone())
+        let limit = serving.connections.clone();
+        listener::serve(listener, stop, limit, move |conn| {
+            serving.spawn(|serving| connection::handle(self.clone(), name.clone(), conn, serving))
         })
         .await;
     }
