@@ -12,7 +12,7 @@ mod squid;
 mod wanlink;
 
 pub use postgres::Postgres;
-pub use prometheus::{rule_file, Prometheus};
+pub use prometheus::{rule_file, rule_file_holding, Prometheus};
 pub use redis_server::RedisServer;
 pub use speaker::Speaker;
 pub use squid::{Access, Squid, SquidOpts};

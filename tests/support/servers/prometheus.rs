@@ -16,10 +16,33 @@ use crate::support::{free_port, loopback, poll, repo_root, wait_for, READY};
 
 /// The rule groups operators deploy: the PrometheusRule object's spec.
 pub fn rule_file() -> String {
+    serde_yaml::to_string(&rule_groups()).unwrap()
+}
+
+/// The rules with `alert`'s `for:` set to `hold`, so a test sees it fire without waiting the
+/// production duration (tests/manifests/rules.test.yaml checks that one with promtool).
+pub fn rule_file_holding(alert: &str, hold: &str) -> String {
+    let mut spec = rule_groups();
+    let rules = spec["groups"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|group| group["rules"].as_sequence_mut().unwrap().iter_mut());
+    let mut found = 0;
+    for rule in rules.filter(|rule| rule["alert"].as_str() == Some(alert)) {
+        rule["for"] = hold.into();
+        found += 1;
+    }
+    assert_eq!(found, 1, "alert {alert} in the rules");
+    serde_yaml::to_string(&spec).unwrap()
+}
+
+/// The `spec` of openshift/monitoring/prometheusrule.yaml: what Prometheus loads.
+fn rule_groups() -> serde_yaml::Value {
     let path = repo_root().join("openshift/monitoring/prometheusrule.yaml");
-    let object: serde_yaml::Value =
+    let mut object: serde_yaml::Value =
         serde_yaml::from_str(&fs::read_to_string(path).unwrap()).unwrap();
-    serde_yaml::to_string(&object["spec"]).unwrap()
+    std::mem::take(&mut object["spec"])
 }
 
 pub struct Prometheus {
@@ -29,10 +52,10 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Scrapes each `(job, admin address)` every second and evaluates the rules every second.
-    pub fn start(jobs: &[(&str, SocketAddr)]) -> Prometheus {
+    /// Scrapes each `(job, admin address)` every second and evaluates `rules` every second.
+    pub fn start(jobs: &[(&str, SocketAddr)], rules: &str) -> Prometheus {
         let dir = tempdir("snigate-prometheus-");
-        fs::write(dir.path().join("rules.yaml"), rule_file()).unwrap();
+        fs::write(dir.path().join("rules.yaml"), rules).unwrap();
         let mut config = String::from(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [rules.yaml]\nscrape_configs:\n",
         );
