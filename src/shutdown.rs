@@ -32,6 +32,9 @@ pub enum WhileDraining {
     KeepAccepting,
 }
 
+/// How long the sidecar still accepts after the connections open at its drain's start are done.
+const FOLLOW_UP: Duration = Duration::from_millis(250);
+
 /// A drain generation: the connections it tracks and the signal that drains them.
 #[derive(Clone, Default)]
 struct Generation {
@@ -152,6 +155,10 @@ pub async fn stop_when(
         let open = serving.tracker.len();
         tracing::info!(open, grace = ?timeouts.drain, "draining; still accepting until these are done");
         done = within(deadline, &serving.tracker).await;
+        // The last of them may have just forwarded a reply whose client follows it up on a new
+        // connection (kombu's unacked write after BRPOP), within milliseconds.
+        let follow_up = tokio::time::sleep(FOLLOW_UP);
+        let _ = tokio::time::timeout_at(deadline, follow_up).await;
     }
     serving.stop_accepting().await;
     serving.late.drain.cancel();

@@ -3,7 +3,9 @@
 Timings. OpenShift (openshift/gateway-config.yaml, gateway-deployment.yaml): shutdown_delay
 5 s, drain 30 s, terminationGracePeriodSeconds 45, i.e. 1 : 6 : 9. The suite divides all three
 by 5 and keeps the ratios: shutdown_delay 1 s, drain 6 s, grace 9 s. The sidecar's drain is
-3 s, so a sidecar restart (drain + start) stays within the 5 s the targets assume.
+3 s, so a sidecar restart (drain + start) stays within the 5 s the targets assume. The
+sidecar keeps two warm connections per tunnel, so every fault also hits warm connections
+(waiting, being taken, sent GOAWAY by a draining gateway, cut by the router).
 """
 import json
 import os
@@ -61,10 +63,12 @@ tunnels:
     listen: 127.0.0.1:6379
     protocol: redis
     connect: {redis_host}:443
+    warm: 2
   - name: postgres
     listen: 127.0.0.1:5432
     protocol: postgres
     connect: {pg_host}:443
+    warm: 2
 """
 
 
