@@ -20,24 +20,23 @@ import time
 PING = b"*1\r\n$4\r\nPING\r\n"
 
 
-def rss_kib(pids):
+def status_sum(pids, field):
+    """Sum of a numeric /proc/PID/status field (VmRSS in KiB, Threads) over the processes."""
     total = 0
     for pid in pids:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
     return total
+
+
+def rss_kib(pids):
+    return status_sum(pids, "VmRSS")
 
 
 def threads(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Threads:"):
-                    total += int(line.split()[1])
-    return total
+    return status_sum(pids, "Threads")
 
 
 def fds(pids):
