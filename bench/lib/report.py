@@ -4,16 +4,15 @@
 Each number is the median over the rounds of the run. Every cell also shows its ratio to the
 best peer (the best of stunnel, haproxy and nginx for that metric in the same run).
 """
-import argparse
-import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from report_common import PEERS, arguments, best_peer, publish
+
 # snigate-1w: one tokio worker per process, in raw files from before runtime.worker_threads
 ALL_CHAINS = ["direct", "snigate", "snigate-mt", "snigate-1w", "stunnel", "haproxy", "nginx"]
 CHAINS = ALL_CHAINS  # narrowed to the chains present in the raw file
-PEERS = ["stunnel", "haproxy", "nginx"]
 
 # (workload, metric, label, higher is better, target ratio for snigate vs best peer).
 # The new-connection targets are on connections per second, with full handshakes and with
@@ -72,14 +71,6 @@ def fmt(v):
     if a >= 1:
         return f"{v:.2f}"
     return f"{v:.3f}"
-
-
-def best_peer(values, higher):
-    cands = [(values[p], p) for p in PEERS if values.get(p) is not None]
-    if not cands:
-        return None, None
-    v, p = (max if higher else min)(cands)
-    return v, p
 
 
 def ratio(v, best):
@@ -172,13 +163,7 @@ def chart(rows, path, title):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--raw", required=True)
-    p.add_argument("--meta", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--stamp", required=True)
-    a = p.parse_args()
-    meta = dict(l.split("=", 1) for l in Path(a.meta).read_text().splitlines() if "=" in l)
+    a, meta = arguments()
     data = load(a.raw)
     global CHAINS
     CHAINS = [c for c in ALL_CHAINS if any(k[0] == c for k in data)]
@@ -227,10 +212,7 @@ cipher suite the server side negotiates with an OpenSSL client{probe}:
 | chain | processes | threads | TLS |
 |---|---:|---:|---|
 """ + "\n".join(setup) + "\n"
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.stamp}.md").write_text(md)
-    shutil.copyfile(out / f"{a.stamp}.md", out / "latest.md")
+    out = publish(a.out, "", a.stamp, md)
     chart(rows, out / "latest.png", f"snigate vs peers, {a.stamp}, {meta.get('rounds', '?')} round(s)")
 
 

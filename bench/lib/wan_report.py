@@ -5,18 +5,16 @@ Latencies: median and p90 of all samples of all rounds, in ms and in round trips
 "added RTT" = (chain's median − plain's median) ÷ RTT. Throughputs: median over the rounds.
 Ratios are to the best peer (stunnel, haproxy, nginx) of the same run.
 """
-import argparse
 import json
 import re
-import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 import wan_chart
+from report_common import PEERS, arguments, best_peer, publish
 
 ALL_CHAINS = ["plain", "snigate", "snigate-warm", "snigate-login", "stunnel", "haproxy", "nginx", "backend-tls"]
-PEERS = ["stunnel", "haproxy", "nginx"]
 SNIGATES = ["snigate", "snigate-warm", "snigate-login"]
 NEEDS = {"snigate-warm": "tunnels[].warm", "snigate-login": "routes[].login"}  # keys the variants need
 LATENCY = [  # workload, label
@@ -56,11 +54,6 @@ def fmt(v):
     if v is None:
         return "–"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-
-
-def best_peer(cells, higher):
-    cands = [(cells[p], p) for p in PEERS if cells.get(p) is not None]
-    return (max if higher else min)(cands) if cands else (None, None)
 
 
 class Report:
@@ -234,13 +227,7 @@ def why(message):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--raw", required=True)
-    p.add_argument("--meta", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--stamp", required=True)
-    a = p.parse_args()
-    meta = dict(line.split("=", 1) for line in Path(a.meta).read_text().splitlines() if "=" in line)
+    a, meta = arguments()
     samples, values, failed = load(a.raw)
     present = {k[0] for k in samples} | {k[0] for k in values} | {c for c, _ in failed}
     chains = [c for c in ALL_CHAINS if c in present or f"na.{c}" in meta]
@@ -272,10 +259,7 @@ the rounds. Best peer: the best of stunnel, haproxy, nginx. Method: [bench/READM
 
 {report.targets()}
 """
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"wan-{a.stamp}.md").write_text(md)
-    shutil.copyfile(out / f"wan-{a.stamp}.md", out / "wan-latest.md")
+    out = publish(a.out, "wan-", a.stamp, md)
     ran = [c for c in chains if f"na.{c}" not in meta]
     ratios = []
     for workload, metric, label in THROUGHPUT:
