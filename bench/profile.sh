@@ -42,13 +42,7 @@ SNIGATE_LOG="${BENCH_SNIGATE_LOG:-warn}"
 READY_TIMEOUT=60
 PY=/usr/bin/python3
 
-for pkg in linux-perf redis-server redis-tools; do
-    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)" != installed ]]; then
-        say "installing $pkg"
-        quietly /tmp/snigate-profile-apt.log as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq --no-install-recommends "$pkg"
-    fi
-done
+install_missing linux-perf redis-server redis-tools
 
 if [[ -z "${SNIGATE_BIN:-}" ]]; then
     TARGET="${PROFILE_TARGET_DIR:-$REPO/target/profiling}"
@@ -68,9 +62,7 @@ cleanup() {
 }
 on_exit cleanup
 
-PKI="$W/pki"
-quietly "$W/certs.log" "$SNIGATE_BIN" certs --out "$PKI" --server-name "$REDIS_SNI" \
-    --server-name "$PG_SNI" --client-name "$CLIENT_NAME"
+make_pki
 start_redis redis "$REDIS_PORT" "$W/redis" "$W/redis.log" --protected-mode no
 start_chain snigate
 wait_for "PONG through snigate" 0 bash -c "[[ \$(redis-cli -p ${PORT_REDIS[snigate]} ping) == PONG ]]"

@@ -27,7 +27,6 @@
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$BENCH_DIR/.." && pwd)"
 # shellcheck source=bench/lib/common.sh
 source "$BENCH_DIR/lib/common.sh"
 # shellcheck source=bench/lib/chains.sh
@@ -90,24 +89,6 @@ NGINX_STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 APT_PACKAGES=(redis-server redis-tools postgresql postgresql-contrib stunnel4 haproxy nginx
     libnginx-mod-stream python3 python3-matplotlib openssl procps util-linux)
 
-# ------------------------------------------------------------------------------- install
-install_packages() {
-    local pkg status log
-    local -a missing=()
-    for pkg in "${APT_PACKAGES[@]}"; do
-        status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
-        [[ "$status" == installed ]] || missing+=("$pkg")
-    done
-    [[ ${#missing[@]} -gt 0 ]] || return 0
-    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them by hand"
-    say "installing ${missing[*]} (apt-get)"
-    log="$(mktemp "${TMPDIR:-/tmp}/snigate-bench-apt.XXXXXX")"
-    quietly "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    quietly "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}"
-    rm -f "$log"
-}
-
 # ------------------------------------------------------------------------------- backends
 start_postgres_for_bench() {
     local log="$W/pg/setup.log"
@@ -123,13 +104,7 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM HUP
     stop_started
-    if [[ -n "${W:-}" && -d "$W" ]]; then
-        if [[ $KEEP -eq 1 || $status -ne 0 ]]; then
-            echo "bench: work directory kept: $W" >&2
-        else
-            rm -rf "$W"
-        fi
-    fi
+    remove_workdir "$status" bench
     exit "$status"
 }
 
@@ -157,19 +132,13 @@ probe_tls() {
 }
 
 # ------------------------------------------------------------------------------- main
-[[ $INSTALL -eq 0 ]] || install_packages
+[[ $INSTALL -eq 0 ]] || install_missing "${APT_PACKAGES[@]}"
 for tool in redis-server redis-benchmark pgbench psql stunnel haproxy nginx openssl "$PY"; do
     command -v "$tool" >/dev/null || die "$tool not found (run without --no-install)"
 done
 [[ -f $NGINX_STREAM_MODULE ]] || die "$NGINX_STREAM_MODULE missing: apt-get install libnginx-mod-stream"
 
-if [[ -n "${SNIGATE_BIN:-}" ]]; then
-    [[ -x "$SNIGATE_BIN" ]] || die "SNIGATE_BIN=$SNIGATE_BIN is not executable"
-else
-    say "cargo build --release${CARGO_TARGET_DIR:+ (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)}"
-    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-    SNIGATE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/snigate"
-fi
+build_snigate
 
 # Descriptors: N idle connections are up to 2N sockets in one proxy process.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -191,10 +160,7 @@ done
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-bench.XXXXXX")"
 chmod 755 "$W" # PostgreSQL runs as the postgres user and needs to reach its data dir
 on_exit cleanup
-PKI="$W/pki"
-quietly "$W/certs.log" "$SNIGATE_BIN" certs --out "$PKI" --server-name "$REDIS_SNI" \
-    --server-name "$PG_SNI" --client-name "$CLIENT_NAME"
-chmod 644 "$PKI"/*.key # the peers may drop privileges before reading keys; a throwaway PKI
+make_pki
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT/raw"
@@ -241,20 +207,8 @@ done
 ELAPSED=$((SECONDS - START_TIME))
 
 versions() {
-    if [[ -n "${SNIGATE_REV:-}" ]]; then
-        echo "snigate=$SNIGATE_REV"
-    else
-        echo "snigate=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | grep -q . && echo +dirty)"
-    fi
-    echo "stunnel=$(stunnel -version 2>&1 | awk '/^stunnel/ { print $2; exit }')"
-    echo "haproxy=$(haproxy -v | awk 'NR == 1 { print $3 }')"
-    echo "nginx=$(nginx -v 2>&1 | sed 's|.*nginx/||')"
-    echo "openssl=$(openssl version | awk '{ print $2 }')"
-    echo "redis=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
-    echo "postgres=$("$(pg_bindir)/postgres" --version | awk '{ print $3 }')"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "cores=$(nproc)"
-    echo "kernel=$(uname -r)"
+    versions_meta
+    host_meta
     echo "rounds=$ROUNDS"
     echo "quick=$QUICK"
     echo "params=P1 -n $N_P1, P32 -n $N_P32, 64KiB -n $N_BIG, pgbench -T $PG_SECS/$PGC_SECS s (scale $PG_SCALE), new conns -n $N_CONN, idle $IDLE_CONNS"

@@ -81,28 +81,12 @@ BENCH_PACKAGES=(redis-tools stunnel4 haproxy nginx libnginx-mod-stream python3-m
 # ------------------------------------------------------------------------------- install
 install_everything() {
     "$REPO/scripts/install-deps.sh" || die "scripts/install-deps.sh failed"
-    local -a need=()
-    local pkg log
-    for pkg in "${BENCH_PACKAGES[@]}"; do
-        dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || need+=("$pkg")
-    done
-    ((${#need[@]} > 0)) || return 0
-    say "apt-get install ${need[*]}"
-    log="$(mktemp "${TMPDIR:-/tmp}/snigate-wan-apt.XXXXXX")"
-    quietly "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    quietly "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-    rm -f "$log"
+    install_missing "${BENCH_PACKAGES[@]}"
 }
 
 build() {
     local target
-    if [[ -n "${SNIGATE_BIN:-}" ]]; then
-        [[ -x "$SNIGATE_BIN" ]] || die "SNIGATE_BIN=$SNIGATE_BIN is not executable"
-    else
-        say "cargo build --release (snigate)"
-        (cd "$REPO" && nice cargo build --release --quiet) || die "cargo build --release failed"
-        SNIGATE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/snigate"
-    fi
+    build_snigate
     say "cargo build --release (bench/wanlink)"
     nice cargo build --release --quiet --manifest-path "$BENCH_DIR/wanlink/Cargo.toml" ||
         die "building bench/wanlink failed"
@@ -112,16 +96,10 @@ build() {
 
 cleanup() {
     local status=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     stop_started
     stop_wan_postgres
-    if [[ -n "${W:-}" && -d "$W" ]]; then
-        if [[ $KEEP -eq 1 || $status -ne 0 ]]; then
-            echo "wan: work directory kept: $W" >&2
-        else
-            rm -rf "$W"
-        fi
-    fi
+    remove_workdir "$status" wan
     exit "$status"
 }
 
@@ -155,23 +133,10 @@ write_plan() {
 }
 
 versions() {
-    local rev="${SNIGATE_REV:-}"
-    if [[ -z $rev ]]; then
-        rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-        [[ -z "$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || rev+=+dirty
-    fi
-    echo "snigate=$rev"
-    echo "stunnel=$(stunnel -version 2>&1 | awk '/^stunnel/ { print $2; exit }')"
-    echo "haproxy=$(haproxy -v | awk 'NR == 1 { print $3 }')"
-    echo "nginx=$(nginx -v 2>&1 | sed 's|.*nginx/||')"
-    echo "openssl=$(openssl version | awk '{ print $2 }')"
-    echo "redis=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
-    echo "postgres=$("$(pg_bindir)/postgres" --version | awk '{ print $3 }')"
+    versions_meta
     echo "clients=$("$VENV_PY" -c 'import redis, psycopg; print(f"redis-py {redis.__version__}, psycopg {psycopg.__version__} (libpq {psycopg.pq.version()})")')"
     echo "celery=$("$CELERY_PY" -c 'import celery, kombu, redis, sqlalchemy, psycopg2; print(f"celery {celery.__version__}, kombu {kombu.__version__}, redis-py {redis.__version__}, SQLAlchemy {sqlalchemy.__version__}, psycopg2 {psycopg2.__version__.split()[0]} (libpq {psycopg2.extensions.libpq_version()})")')"
-    echo "cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-    echo "cores=$(nproc)"
-    echo "kernel=$(uname -r)"
+    host_meta
     echo "rtt_ms=$RTT_MS"
     echo "window=$WINDOW"
     echo "tcp_handshake=$([[ $HANDSHAKE -eq 1 ]] && echo charged || echo free)"
@@ -192,13 +157,8 @@ PORT_BASE="$(pick_port_base "${BENCH_WAN_PORT_BASE:-28000}")" || die "no free bl
 REDIS_PORT=$((PORT_BASE + 1)) PG_PORT=$((PORT_BASE + 2)) REDIS_TLS_PORT=$((PORT_BASE + 3))
 W="$(mktemp -d "${TMPDIR:-/tmp}/snigate-wan.XXXXXX")"
 chmod 755 "$W" # PostgreSQL runs as the postgres user and needs to reach its data dir
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-PKI="$W/pki"
-quietly "$W/certs.log" "$SNIGATE_BIN" certs --out "$PKI" --server-name "$REDIS_SNI" \
-    --server-name "$PG_SNI" --client-name "$CLIENT_NAME"
-chmod 644 "$PKI"/*.key # the peers may drop privileges before reading keys; a throwaway PKI
+on_exit cleanup
+make_pki
 install -m 600 "$PKI/client.key" "$W/client.key" # libpq refuses a key others can read
 (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$W/pg-password")
 
