@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::login::LoginConfig;
-use super::{AllowRule, Invalid};
+use super::{at_least_one, distinct_name, AllowRule, Invalid};
 
 /// The gateway's configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -91,13 +91,12 @@ impl GatewayConfig {
     /// Normalises server names in place and rejects what would make routing ambiguous.
     pub(super) fn validate(&mut self) -> Result<(), Invalid> {
         self.runtime.validate()?;
-        if self.routes.is_empty() {
-            return Err(Invalid::new(
-                "routes",
-                "no routes are configured",
-                "add at least one route with name, server_names, protocol and backend",
-            ));
-        }
+        at_least_one(
+            &self.routes,
+            "routes",
+            "route",
+            "name, server_names, protocol and backend",
+        )?;
         if self.tls.crl.is_some() && self.tls.client_ca.is_none() {
             return Err(Invalid::new(
                 "tls.crl",
@@ -108,13 +107,7 @@ impl GatewayConfig {
         let mut route_names = HashMap::new();
         let mut owners: HashMap<String, String> = HashMap::new();
         for (i, route) in self.routes.iter_mut().enumerate() {
-            if let Some(j) = route_names.insert(route.name.clone(), i) {
-                return Err(Invalid::new(
-                    format!("routes[{i}].name"),
-                    format!("route name `{}` is also used by routes[{j}]", route.name),
-                    "give every route a distinct name",
-                ));
-            }
+            distinct_name(&mut route_names, "routes", "route", i, &route.name)?;
             route.validate(i, self.tls.client_ca.is_some(), &mut owners)?;
         }
         Ok(())

@@ -10,6 +10,7 @@ mod login;
 mod proxy;
 mod sidecar;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,38 @@ impl Invalid {
             problem: problem.into(),
             fix: fix.into(),
         }
+    }
+}
+
+/// Refuses an empty `routes` or `tunnels` list (`key`), which would serve nothing; the fix
+/// names an `entry` and the `keys` it needs.
+fn at_least_one<T>(list: &[T], key: &str, entry: &str, keys: &str) -> Result<(), Invalid> {
+    if list.is_empty() {
+        return Err(Invalid::new(
+            key,
+            format!("no {key} are configured"),
+            format!("add at least one {entry} with {keys}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses entry `i` of the list `key` when an earlier `entry` has its `name`; `seen` maps the
+/// names so far to their index.
+fn distinct_name(
+    seen: &mut HashMap<String, usize>,
+    key: &str,
+    entry: &str,
+    i: usize,
+    name: &str,
+) -> Result<(), Invalid> {
+    match seen.insert(name.to_owned(), i) {
+        Some(j) => Err(Invalid::new(
+            format!("{key}[{i}].name"),
+            format!("{entry} name `{name}` is also used by {key}[{j}]"),
+            format!("give every {entry} a distinct name"),
+        )),
+        None => Ok(()),
     }
 }
 

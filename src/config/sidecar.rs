@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{sni_name, HostPort, Limits, Protocol, Runtime, Timeouts, TlsVersion};
 use super::proxy::ProxyKey;
-use super::Invalid;
+use super::{at_least_one, distinct_name, Invalid};
 
 /// The sidecar's configuration file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -125,23 +125,16 @@ impl SidecarConfig {
                 "set both (a client certificate and its key) or neither",
             ));
         }
-        if self.tunnels.is_empty() {
-            return Err(Invalid::new(
-                "tunnels",
-                "no tunnels are configured",
-                "add at least one tunnel with name, listen, protocol and connect",
-            ));
-        }
+        at_least_one(
+            &self.tunnels,
+            "tunnels",
+            "tunnel",
+            "name, listen, protocol and connect",
+        )?;
         let mut names = HashMap::new();
         let mut listens = HashMap::new();
         for (i, tunnel) in self.tunnels.iter_mut().enumerate() {
-            if let Some(j) = names.insert(tunnel.name.clone(), i) {
-                return Err(Invalid::new(
-                    format!("tunnels[{i}].name"),
-                    format!("tunnel name `{}` is also used by tunnels[{j}]", tunnel.name),
-                    "give every tunnel a distinct name",
-                ));
-            }
+            distinct_name(&mut names, "tunnels", "tunnel", i, &tunnel.name)?;
             // Port 0 asks the OS for a free port, so several tunnels may use it.
             let fixed_port = tunnel.listen.port() != 0;
             if let Some(j) = listens.insert(tunnel.listen, i).filter(|_| fixed_port) {
