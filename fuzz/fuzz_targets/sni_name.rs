@@ -14,6 +14,7 @@ use rustls::server::ResolvesServerCertUsingSni;
 use rustls::ServerConfig;
 use snigate::config::{gateway_from_str, sni_name};
 use snigate::gateway::routing::{sanitise, Miss, RouteTable};
+use snigate::metrics::Metrics;
 use snigate::tls::server::RouteTls;
 
 const CONFIG: &str = "listen: 127.0.0.1:0
@@ -40,7 +41,9 @@ fn table() -> &'static RouteTable {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::new(ResolvesServerCertUsingSni::new())),
         );
-        RouteTable::new(&config.routes, |_| RouteTls::new(tls.clone()), vec![None, None])
+        let metrics = Metrics::new("gateway");
+        let tls_for = |_| RouteTls::new(tls.clone());
+        RouteTable::new(&config.routes, tls_for, vec![None, None], &metrics.open)
     })
 }
 
