@@ -14,7 +14,7 @@ forever, retry result writes (result_backend_always_retry), ping pooled database
 before use and recycle them below the router's tunnel timeout. The 15 s visibility timeout,
 swept every 2 s, brings back a message whose ack was lost in an outage within the run.
 Remote control is off: its Redis subscriber connection is what stalls a worker after a cut
-(see openshift/README.md, "Celery settings"); both fleets run without it.
+(see openshift/README.md, step 7); both fleets run without it.
 """
 import os
 import socket
