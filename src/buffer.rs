@@ -59,6 +59,11 @@ impl<S> Lent<S> {
         }
     }
 
+    /// Whether bytes read from the stream wait in the buffer, not yet consumed.
+    pub fn holds_bytes(&self) -> bool {
+        self.start < self.end
+    }
+
     /// Reads into the buffer until it is full or the stream has nothing more. `Err` carries
     /// what to return when nothing at all was read (pending, end of stream or an error).
     fn fill(&mut self, cx: &mut Context<'_>) -> Result<(), Poll<io::Result<()>>>

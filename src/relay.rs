@@ -57,9 +57,10 @@ pub struct Stops<'a> {
 /// waiting for a reply that cannot come.
 ///
 /// Once `stops.drain` fires, the relay closes both sides cleanly as soon as `conversation`
-/// is at rest: when the token fires, after each write of far-side bytes, and before each
-/// write of client bytes, which are then never forwarded (the client may send them again
-/// elsewhere). `stops.force` closes it wherever it is.
+/// is at rest and no far-side bytes wait in its buffer: when the token fires, after each
+/// write of far-side bytes, and before each write of client bytes, which are then never
+/// forwarded (the client may send them again elsewhere). `stops.force` closes it wherever
+/// it is.
 ///
 /// Each side is read through a [`Lent`] buffer: bytes go from it straight to the writer,
 /// several TLS records at a time, and no buffer is held while the connection is idle.
@@ -86,19 +87,19 @@ where
         if !watch.draining {
             watch.draining = drain.as_mut().poll(cx).is_ready();
         }
-        if watch.closing() {
+        if watch.closing() && !backend.holds_bytes() {
             return Poll::Ready(Ok(Ending::AtRest));
         }
         let up_done = up
             .poll(cx, &mut client, &mut backend, &mut ends, &mut watch)?
             .is_ready();
-        if watch.closing() {
+        if watch.closing() && !backend.holds_bytes() {
             return Poll::Ready(Ok(Ending::AtRest));
         }
         let down_done = down
             .poll(cx, &mut backend, &mut client, &mut ends, &mut watch)?
             .is_ready();
-        if watch.closing() {
+        if watch.closing() && !backend.holds_bytes() {
             Poll::Ready(Ok(Ending::AtRest))
         } else if down_done && (up_done || watch.conversation.over_when_far_side_closes()) {
             Poll::Ready(Ok::<_, io::Error>(Ending::Peers))

@@ -13,6 +13,15 @@
 //! subscriber goes when the worker's BRPOP connection closes at rest and kombu reconnects
 //! everything, or at the end of the drain budget.
 //!
+//! A connection whose one outstanding command is a blocking pop (BRPOP and kin) that has no
+//! reply yet is at rest: Redis takes nothing from the list until it answers, and a client that
+//! goes away unblocks it, exactly as when Redis itself restarts. Waiting for that reply
+//! instead is what loses messages: it pops one while the drain closes the client's other
+//! connections, and kombu, which records a popped message on another connection before
+//! anything else, then finds no way to record it. What remains is the reply already on its
+//! way when the drain closes the connection (on the gateway, next to Redis, a fraction of a
+//! millisecond; on the sidecar, up to a round trip to the gateway).
+//!
 //! Known imprecisions, each erring towards "not at rest" where a request could be lost:
 //! - UNSUBSCRIBE (and the P/S forms) without arguments expects one confirmation per channel
 //!   subscribed as far as the confirmations seen so far tell, plus any still unconfirmed: a
@@ -31,6 +40,17 @@ const SUBSCRIBE: [&[u8]; 3] = [b"subscribe", b"psubscribe", b"ssubscribe"];
 const UNSUBSCRIBE: [&[u8]; 3] = [b"unsubscribe", b"punsubscribe", b"sunsubscribe"];
 /// RESP2 arrays that are messages, not replies, once subscribed.
 const MESSAGES: [&[u8]; 3] = [b"message", b"pmessage", b"smessage"];
+/// Commands that block until they take something from a list or sorted set.
+const BLOCKING_POPS: [&[u8]; 8] = [
+    b"brpop",
+    b"blpop",
+    b"brpoplpush",
+    b"blmove",
+    b"blmpop",
+    b"bzpopmin",
+    b"bzpopmax",
+    b"bzmpop",
+];
 
 /// The Redis conversation on one connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +59,8 @@ pub struct Redis {
     replies: Scanner,
     /// Replies expected for commands forwarded and not forwarded yet.
     outstanding: u64,
+    /// The one outstanding command is a blocking pop and no reply has begun.
+    blocked: bool,
     pubsub: PubSub,
 }
 
@@ -49,6 +71,7 @@ impl Default for Redis {
             commands: Scanner::new(true),
             replies: Scanner::new(false),
             outstanding: 0,
+            blocked: false,
             pubsub: PubSub::default(),
         }
     }
@@ -58,7 +81,12 @@ impl Redis {
     /// Bytes the client sent, as forwarded to the server.
     pub fn client_sent(&mut self, bytes: &[u8]) {
         let (pubsub, outstanding) = (&mut self.pubsub, &mut self.outstanding);
+        let blocked = &mut self.blocked;
         self.commands.feed(bytes, |frame| {
+            let pop = frame
+                .word()
+                .is_some_and(|w| BLOCKING_POPS.iter().any(|b| b.eq_ignore_ascii_case(w)));
+            *blocked = *outstanding == 0 && pop;
             *outstanding = outstanding.saturating_add(pubsub.replies_expected(frame));
         });
     }
@@ -73,9 +101,9 @@ impl Redis {
         });
     }
 
-    /// Nothing outstanding and nothing partial either way.
+    /// Nothing outstanding but a blocking pop still waiting, and nothing partial either way.
     pub fn at_rest(&self) -> bool {
-        self.outstanding == 0
+        (self.outstanding == 0 || self.blocked && self.outstanding == 1)
             && self.commands.at_boundary()
             && self.replies.at_boundary()
             && !self.pubsub.subscribed()

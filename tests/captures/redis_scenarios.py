@@ -47,10 +47,10 @@ def brpop(rec, client, direct, timeout, push, meanwhile=None):
     got = {}
     t = in_thread(lambda: got.update(v=client.brpop("jobs", timeout=timeout)))
     rec.wait_saw(b"c", b"BRPOP")
-    rec.mark(BUSY)
+    rec.mark(REST)  # blocked: Redis takes nothing until it answers; closing unblocks it
     if meanwhile:
         meanwhile()
-        rec.mark(BUSY)
+        rec.mark(REST)  # a push is no reply: still blocked
     if push:
         direct.lpush("jobs", "task")
     t.join(WAIT)

@@ -170,3 +170,20 @@ fn whole_frames_and_byte_by_byte_agree() {
         assert_eq!(whole, bytewise, "{}", String::from_utf8_lossy(bytes));
     }
 }
+
+/// A blocking pop without its reply is at rest (Redis takes nothing until it answers); once
+/// the reply begins it is busy until forwarded whole; a command behind it is busy.
+#[test]
+fn a_blocked_pop_is_at_rest_until_its_reply_begins() {
+    let brpop = b"*3\r\n$5\r\nBRPOP\r\n$4\r\njobs\r\n$1\r\n0\r\n";
+    let mut redis = after(&[]);
+    redis.client_sent(brpop);
+    assert!(redis.at_rest(), "{redis:?}");
+    redis.server_sent(b"*2\r\n$4\r\njobs\r\n$2\r\nt");
+    assert_eq!(redis.activity(), "a partial reply");
+    redis.server_sent(b"k\r\n");
+    assert!(redis.at_rest());
+    redis.client_sent(brpop);
+    redis.client_sent(b"*1\r\n$4\r\nPING\r\n");
+    assert_eq!(redis.activity(), "replies outstanding");
+}
