@@ -174,6 +174,8 @@ start_wan_postgres
 
 RUN_CHAINS=()
 SNIGATE_TUNNEL_YAML[snigate-warm]="    warm: 2"
+# login as deployed: with warm connections, so the client's whole wait is startup + queries
+SNIGATE_TUNNEL_YAML[snigate-login]="    warm: 2"
 SNIGATE_PG_ROUTE_YAML[snigate-login]="    login: {user: $PG_SCRAM_USER, password_file: $W/pg-password}"
 for c in "${CHAINS[@]}"; do
     set_chain_ports "$c"
