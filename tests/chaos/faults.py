@@ -29,14 +29,17 @@ def gateway_rolling(lab, rng):
     at it, old one SIGTERM (router drops it shortly after), next. Then wait for the old ones
     to exit within terminationGracePeriodSeconds."""
     start, deploy, old = time.time(), lab.deploy, list(lab.deploy.serving)
+    if lab.quiet:
+        quiet_broker(lab)
     for replica in old:
         deploy.spawn()
         lab.router.reload(deploy.serving)
         deploy.terminate(replica)
         propagate(rng)
         lab.router.reload(deploy.serving)
+    lab.producer.resume()
     drains = [deploy.await_exit(r) for r in old]
-    return record("gateway-rolling", start, SNIGATE, drains=drains,
+    return record("gateway-rolling", start, SNIGATE, drains=drains, quiet=lab.quiet,
                   detail=", ".join(f"{d['replica']} {d['seconds']} s" for d in drains))
 
 
