@@ -87,19 +87,19 @@ where
         if !watch.draining {
             watch.draining = drain.as_mut().poll(cx).is_ready();
         }
-        if watch.closing() && !backend.holds_bytes() {
+        if watch.closes_with(&backend) {
             return Poll::Ready(Ok(Ending::AtRest));
         }
         let up_done = up
             .poll(cx, &mut client, &mut backend, &mut ends, &mut watch)?
             .is_ready();
-        if watch.closing() && !backend.holds_bytes() {
+        if watch.closes_with(&backend) {
             return Poll::Ready(Ok(Ending::AtRest));
         }
         let down_done = down
             .poll(cx, &mut backend, &mut client, &mut ends, &mut watch)?
             .is_ready();
-        if watch.closing() && !backend.holds_bytes() {
+        if watch.closes_with(&backend) {
             Poll::Ready(Ok(Ending::AtRest))
         } else if down_done && (up_done || watch.conversation.over_when_far_side_closes()) {
             Poll::Ready(Ok::<_, io::Error>(Ending::Peers))
@@ -146,6 +146,11 @@ impl Watch {
     /// Draining and at rest: the relay closes the connection here.
     fn closing(&self) -> bool {
         self.draining && self.conversation.at_rest()
+    }
+
+    /// Closing, and no far-side bytes read but not yet forwarded would be thrown away.
+    fn closes_with<B>(&self, far: &Lent<B>) -> bool {
+        self.closing() && !far.holds_bytes()
     }
 
     fn forwarded(&mut self, from: Side, bytes: &[u8]) {
